@@ -1,0 +1,111 @@
+"""`make bench`: the three speed figures of the foundation issue, each against a baseline
+measured in the same run.
+
+1. quickstart: wall time and peak memory of `simlink run scenarios/quickstart.yaml`
+   (install excluded; a fresh output folder), against the 5-minute / 4 GB budget;
+2. link throughput: information bits per second through simlink's digital link vs a bare
+   Sionna chain with the same code, modulation, channel and batch (ratio, target >= 0.9);
+3. SNR sweep cost: the wall time of a sweep over 8 SNR points vs the same sweep over 1
+   (ratio, target < 2, because the source side is encoded once and reused).
+
+Usage: ``python benchmarks/run_all.py [--quick]``; prints a table and writes
+``results/bench/bench.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def bench_quickstart() -> dict:
+    """Run the quickstart in a child process; wall time and the child's peak RSS."""
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = Path(sys.executable).with_name("simlink")
+        cmd = [str(exe), "run", str(ROOT / "scenarios" / "quickstart.yaml"), "--out", tmp, "--quiet"]
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True)
+        wall = time.perf_counter() - t0
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {"quickstart_wall_s": round(wall, 2), "quickstart_peak_mem_gb": round(peak_kib / 2**20, 3),
+            "budget_wall_s": 300, "budget_mem_gb": 4.0}
+
+
+def _sweep_time(snrs: list[float], out: str) -> float:
+    from simlink.scenario import parse_scenario
+    from simlink.sweep import run_scenario
+
+    sc = parse_scenario(
+        {
+            "name": "bench_snr",
+            "seed": 1,
+            "device": "cpu",
+            "dataset": {"name": "synthetic", "n_images": 16, "image_size": 64},
+            "methods": [
+                {"name": "jpeg", "target_bpp": [0.5, 1.0, 2.0]},
+                {"name": "jpeg2000", "target_bpp": [0.5, 1.0, 2.0]},
+                {"name": "webp", "target_bpp": [0.5, 1.0, 2.0]},
+                {"name": "heif", "target_bpp": [0.5, 1.0, 2.0]},
+            ],
+            "link": {"code": {"k": 1024, "n": 1536}, "modulation": 16},
+            "channels": [{"name": "awgn"}],
+            "snr_db": snrs,
+        },
+        source="bench",
+    )
+    t0 = time.perf_counter()
+    run_scenario(sc, out, quiet=True, plots=False)
+    return time.perf_counter() - t0
+
+
+def bench_snr_sweep() -> dict:
+    """Wall time of an 8-point SNR sweep over a 1-point sweep, same methods and images."""
+    eight = [0.0, 4.0, 8.0, 12.0, 16.0, 20.0, 24.0, 28.0]
+    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+        _sweep_time([12.0], os.path.join(a, "warm"))  # warm-up: imports, codec libraries, LDPC graphs
+        t1 = _sweep_time([12.0], os.path.join(a, "one"))
+        t8 = _sweep_time(eight, os.path.join(b, "eight"))
+    return {"sweep_1_snr_s": round(t1, 2), "sweep_8_snr_s": round(t8, 2), "sweep_ratio_8_over_1": round(t8 / t1, 3),
+            "target_ratio": "< 2"}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="smaller link benchmark")
+    args = ap.parse_args()
+    import bench_link
+
+    results: dict = {}
+    print("== link throughput (simlink vs bare Sionna) ==", flush=True)
+    results["link"] = bench_link.run(quick=args.quick)
+    print("== SNR sweep cost (8 points vs 1) ==", flush=True)
+    results["snr_sweep"] = bench_snr_sweep()
+    print(json.dumps(results["snr_sweep"], indent=2), flush=True)
+    print("== quickstart (make run) ==", flush=True)
+    results["quickstart"] = bench_quickstart()
+    print(json.dumps(results["quickstart"], indent=2), flush=True)
+
+    link = results["link"]
+    print("\nsummary")
+    print(f"  link throughput ratio simlink/bare Sionna : {link.get('ratio', float('nan')):.3f}   (target >= 0.9)")
+    print(f"  SNR sweep cost 8 points / 1 point         : {results['snr_sweep']['sweep_ratio_8_over_1']:.3f}   (target < 2)")
+    q = results["quickstart"]
+    print(f"  quickstart wall time / peak memory        : {q['quickstart_wall_s']:.1f} s / {q['quickstart_peak_mem_gb']:.2f} GB"
+          "   (budget 300 s / 4 GB)")
+    out = ROOT / "results" / "bench"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(results, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""The ``simlink`` command: run, plot, list, info, validate.
+
+User errors (bad scenario, missing dataset, ...) print one clear message and exit with 2;
+an interrupted sweep exits with 130 after saving every finished cell.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from simlink.errors import SimlinkError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="End-to-end semantic image communication over a real 5G link.")
+err = Console(stderr=True)
+out = Console()
+
+
+def _fail(e: Exception, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def run(
+    scenario: Path = typer.Argument(..., help="scenario YAML file"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="output folder (default: results/<scenario name>)"),
+    device: Optional[str] = typer.Option(None, help="override the scenario's device: auto, cpu, cuda, cuda:N"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or messages (batch jobs)"),
+    overwrite: bool = typer.Option(False, help="discard results already in the output folder instead of resuming"),
+    no_plots: bool = typer.Option(False, "--no-plots", help="skip drawing plots"),
+) -> None:
+    """Run a scenario's sweep; resumes from results already in the output folder."""
+    from simlink.scenario import load_scenario
+    from simlink.sweep.runner import SweepInterrupted, run_scenario
+
+    try:
+        sc = load_scenario(scenario)
+        target = out_dir or Path("results") / sc.name
+        df = run_scenario(sc, target, scenario_file=str(scenario), device=device, quiet=quiet,
+                          overwrite=overwrite, plots=not no_plots)
+    except SweepInterrupted as e:
+        _fail(e, code=130)
+    except SimlinkError as e:
+        _fail(e)
+    if not quiet:
+        _print_summary(df)
+
+
+def _print_summary(df) -> None:
+    cols = ["method", "op", "bpp", "channel", "snr_db", "psnr", "ssim", "bler", "lost_frac"]
+    show = df.groupby(["method", "op", "channel", "snr_db"], sort=False)[["bpp", "psnr", "ssim", "bler", "lost_frac"]].mean().reset_index()
+    t = Table(title="results (mean over repeats)", show_lines=False)
+    for c in cols:
+        t.add_column(c, justify="right" if c not in ("method", "op", "channel") else "left")
+    for r in show[cols].itertuples(index=False):
+        t.add_row(*[f"{v:.3g}" if isinstance(v, float) else str(v) for v in r])
+    out.print(t)
+
+
+@app.command()
+def plot(results_dir: Path = typer.Argument(..., help="folder holding results.parquet")) -> None:
+    """Redraw the plots from a results table alone."""
+    import pandas as pd
+
+    from simlink.plots import make_plots
+
+    table = results_dir / "results.parquet"
+    if not table.is_file():
+        _fail(SimlinkError(f"{table}: no results table here (run `simlink run SCENARIO --out {results_dir}` first)"))
+    paths = make_plots(pd.read_parquet(table), results_dir / "plots")
+    out.print(f"{len(paths)} files written to {results_dir / 'plots'}")
+
+
+@app.command("list")
+def list_things() -> None:
+    """List datasets, methods and channels."""
+    from simlink.data import list_datasets
+    from simlink.methods import METHODS
+    from simlink.phy.channels import CHANNELS
+
+    for title, rows in (
+        ("datasets", list_datasets()),
+        ("methods", [(n, f"[{c.kind}] {c.description}") for n, c in METHODS.items()]),
+        ("channels", [(n, d) for n, d in CHANNELS.items()]),
+    ):
+        t = Table(title=title, show_header=False, title_justify="left")
+        t.add_column("name", style="bold")
+        t.add_column("description")
+        for name, desc in rows:
+            t.add_row(name, desc)
+        out.print(t)
+
+
+@app.command()
+def validate(scenario: Path = typer.Argument(..., help="scenario YAML file")) -> None:
+    """Check a scenario file and print the cells it would run."""
+    from simlink.scenario import load_scenario
+
+    try:
+        sc = load_scenario(scenario)
+    except SimlinkError as e:
+        _fail(e)
+    n_ops = 0
+    from simlink.methods import build_method
+
+    for cfg in sc.methods:
+        n_ops += len(build_method(cfg).operating_points())
+    cells = n_ops * len(sc.channels) * len(sc.snr_values) * sc.repeats
+    out.print(f"{scenario}: valid — {len(sc.methods)} methods, {n_ops} operating points, "
+              f"{len(sc.channels)} channels, {len(sc.snr_values)} SNR points, {sc.repeats} repeats = {cells} cells")
+
+
+@app.command()
+def info() -> None:
+    """Versions, devices and git revision."""
+    from simlink.sweep.provenance import git_revision, package_versions
+
+    import torch
+
+    for k, v in package_versions().items():
+        out.print(f"{k:14s} {v}")
+    out.print(f"{'cuda':14s} {torch.cuda.is_available()} ({torch.cuda.device_count()} devices)")
+    out.print(f"{'git':14s} {git_revision()}")
+
+
+def main() -> None:  # pragma: no cover - entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

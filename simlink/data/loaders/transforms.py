@@ -1,0 +1,125 @@
+"""Subset selection and geometry shared by the real-data loaders.
+
+* :func:`select_indices`: which images to load (deterministic shuffle by seed, first ``n``).
+* :func:`resize_crop`: shorter side to ``size`` (bilinear for images, nearest for masks),
+  then a centre crop to ``size x size``.
+* :func:`stack`: list of per-image arrays to one batch, with a clear error on mixed sizes.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+
+def select_indices(n_total: int, n_images: int | None, seed: int, what: str) -> np.ndarray:
+    """Indices of the images to load.
+
+    Args:
+        n_total: images available.
+        n_images: ``None`` for all of them in their native order; else the first ``n_images``
+            of ``numpy.random.default_rng(seed).permutation(n_total)`` (a fair sample even when
+            the files are ordered by class; a smaller ``n`` gives a prefix of a larger one).
+        seed: non-negative integer.
+        what: dataset / split description for the error message.
+
+    Returns:
+        ``int64[n]`` indices into ``0..n_total-1``.
+
+    Raises:
+        ValueError: ``n_images > n_total``.
+    """
+    if n_images is None:
+        return np.arange(n_total, dtype=np.int64)
+    if n_images > n_total:
+        raise ValueError(f"{what}: n_images={n_images} requested but only {n_total} images are available")
+    return np.random.default_rng(seed).permutation(n_total)[:n_images].astype(np.int64)
+
+
+def resize_crop(image: np.ndarray, mask: np.ndarray | None, size: int | None):
+    """Resize the shorter side to ``size`` and centre-crop to ``size x size``.
+
+    Args:
+        image: ``uint8[H, W, 3]`` RGB.
+        mask: ``uint8[H, W]`` class ids (same ``H, W``), or ``None``.
+        size: target side in pixels, or ``None`` to return the inputs unchanged.
+
+    Returns:
+        ``(uint8[size, size, 3], uint8[size, size] or None)``. Images use bilinear (antialiased
+        when shrinking) resampling, masks nearest-neighbour, both on the same geometry.
+    """
+    if size is None:
+        return image, mask
+    h, w = image.shape[:2]
+    if mask is not None and mask.shape != (h, w):
+        raise ValueError(f"mask shape {list(mask.shape)} does not match image {[h, w]}")
+    if (h, w) == (size, size):
+        return image, mask
+    scale = size / min(h, w)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    left, top = (nw - size) // 2, (nh - size) // 2
+    box = (left, top, left + size, top + size)
+    if (nw, nh) != (w, h):
+        out = Image.fromarray(image).resize((nw, nh), Image.Resampling.BILINEAR)
+    else:
+        out = Image.fromarray(image)
+    image = np.asarray(out.crop(box), dtype=np.uint8)
+    if mask is not None:
+        m = Image.fromarray(mask)
+        if (nw, nh) != (w, h):
+            m = m.resize((nw, nh), Image.Resampling.NEAREST)
+        mask = np.asarray(m.crop(box), dtype=np.uint8)
+    return image, mask
+
+
+def resize_crop_batch(images: np.ndarray, size: int | None) -> np.ndarray:
+    """:func:`resize_crop` over ``uint8[N, H, W, 3]``; returns the input itself when nothing changes."""
+    if size is None or images.shape[1:3] == (size, size):
+        return np.ascontiguousarray(images)
+    return np.stack([resize_crop(np.ascontiguousarray(im), None, size)[0] for im in images])
+
+
+def stack(images: list[np.ndarray], masks: list[np.ndarray] | None, what: str):
+    """Stack per-image arrays into ``uint8[N, H, W, 3]`` (and ``uint8[N, H, W]``).
+
+    Raises:
+        ValueError: no images, or the images do not all have one size (message names two sizes and suggests
+            setting ``image_size``).
+    """
+    if not images:
+        raise ValueError(f"{what}: no images")
+    sizes = {im.shape for im in images}
+    if len(sizes) > 1:
+        a, b = sorted(sizes)[:2]
+        raise ValueError(
+            f"{what}: images have different sizes (e.g. {a[1]}x{a[0]} and {b[1]}x{b[0]}); "
+            "set image_size to resize and centre-crop them to one square size"
+        )
+    out = np.stack(images).astype(np.uint8, copy=False)
+    return out, (None if masks is None else np.stack(masks).astype(np.uint8, copy=False))
+
+
+def decode_rgb(data) -> np.ndarray:
+    """Decode an encoded image (bytes, buffer or file path) with Pillow to ``uint8[H, W, 3]`` RGB."""
+    src = io.BytesIO(bytes(data)) if isinstance(data, (bytes, bytearray, memoryview, np.ndarray)) else data
+    with Image.open(src) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
+def read_mask(path) -> np.ndarray:
+    """Read a single-channel class-id PNG to ``uint8[H, W]``.
+
+    Raises:
+        ValueError: the file is a colour image (a colour-coded label map, not class ids).
+    """
+    with Image.open(path) as im:
+        if im.mode not in ("L", "P", "I", "I;16"):
+            raise ValueError(f"{path}: expected a single-channel class-id PNG, got mode {im.mode!r}")
+        arr = np.asarray(im)
+    if arr.dtype != np.uint8:
+        if arr.max(initial=0) > 255:
+            raise ValueError(f"{path}: class ids above 255")
+        arr = arr.astype(np.uint8)
+    return arr

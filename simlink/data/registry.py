@@ -1,0 +1,107 @@
+"""The dataset registry: names, descriptions, splits, and the one entry point :func:`load_dataset`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from simlink.data import synthetic
+from simlink.data.base import ImageSet
+from simlink.data.loaders import camvid, cifar10, cityscapes, folder, npz, stl10
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One registered dataset.
+
+    Attributes:
+        name: registry key, e.g. ``"cifar10"``.
+        description: one line for ``simlink list``.
+        splits: accepted split names; ``None`` when any name is accepted (``folder`` ignores it,
+            ``npz`` reads ``<split>.npz``).
+        has_labels: images carry class labels (``None``: depends on the files).
+        has_masks: images carry segmentation masks (``None``: depends on the files).
+        loader: ``loader(split, n_images, image_size, root, seed, download) -> ImageSet``.
+        downloadable: ``download=True`` can fetch it.
+    """
+
+    name: str
+    description: str
+    splits: tuple[str, ...] | None
+    has_labels: bool | None
+    has_masks: bool | None
+    loader: Callable[..., ImageSet]
+    downloadable: bool = False
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in [
+        DatasetSpec("synthetic", "embedded procedural shapes on textures, 32x32 or 64x64, 8 classes + masks, no files",
+                    tuple(synthetic.SPLIT_SIZES), True, True, synthetic.load_synthetic),
+        DatasetSpec("cifar10", "CIFAR-10, 32x32, 10 classes (official python batches or packed npz)",
+                    cifar10.SPLITS, True, False, cifar10.load_cifar10, downloadable=True),
+        DatasetSpec("stl10", "STL-10, 96x96, 10 classes (official binary)",
+                    stl10.SPLITS, True, False, stl10.load_stl10, downloadable=True),
+        DatasetSpec("camvid", "CamVid road scenes, 480x360, 11 classes + void (SegNet folders or packed npz)",
+                    camvid.SPLITS, False, True, camvid.load_camvid),
+        DatasetSpec("cityscapes", "Cityscapes, 2048x1024, 19 train-id classes (official leftImg8bit + gtFine)",
+                    cityscapes.SPLITS, False, True, cityscapes.load_cityscapes),
+        DatasetSpec("folder", "every image file in `root` sorted by name (e.g. Kodak), no labels",
+                    None, False, False, folder.load_folder),
+        DatasetSpec("npz", "any packed offline .npz (`root` = file, or folder with <split>.npz)",
+                    None, None, None, npz.load_npz),
+    ]
+}
+
+
+def list_datasets() -> list[tuple[str, str]]:
+    """``(name, one-line description)`` of every registered dataset, in registry order."""
+    return [(s.name, s.description) for s in DATASETS.values()]
+
+
+def _check_int(name: str, value, minimum: int, allow_none: bool = True):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}{' or None' if allow_none else ''}, got {value!r}")
+    return int(value)
+
+
+def load_dataset(name: str, split: str = "test", n_images: int | None = None, image_size: int | None = None,
+                 root: str | Path | None = None, seed: int = 0, download: bool = False) -> ImageSet:
+    """Load a registered dataset.
+
+    Args:
+        name: a key of ``DATASETS``.
+        split: one of the dataset's ``splits``.
+        n_images: ``None`` for the whole split in its native order, else the first ``n_images``
+            after a deterministic shuffle by ``seed`` (synthetic: the first ``n_images`` generated).
+        image_size: real data: resize the shorter side (bilinear; masks nearest) and centre-crop
+            to ``image_size x image_size``; ``None`` keeps the native size. Synthetic: the
+            generated side, 32 (default) or 64.
+        root: folder (or, for ``npz``, file) to look in first; see :mod:`simlink.data.loaders.locate`.
+        seed: non-negative integer for the subset shuffle (synthetic: for generation).
+        download: fetch the official archive into ``~/.cache/simlink/datasets/<name>`` when missing
+            (cifar10, stl10).
+
+    Returns:
+        :class:`ImageSet`: ``uint8[N, H, W, 3]`` images, ``int64[N]`` labels or ``None``,
+        ``uint8[N, H, W]`` masks or ``None``.
+
+    Raises:
+        ValueError: unknown name or split (the allowed ones are listed), bad ``n_images`` /
+            ``image_size`` / ``seed``, ``n_images`` above what is available.
+        DatasetNotFoundError: the files are missing (every place looked is listed).
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
+    spec = DATASETS[name]
+    if spec.splits is not None and split not in spec.splits:
+        raise ValueError(f"dataset {name!r} has no split {split!r}; available: {', '.join(spec.splits)}")
+    n_images = _check_int("n_images", n_images, 1)
+    image_size = _check_int("image_size", image_size, 1)
+    seed = _check_int("seed", seed, 0, allow_none=False)
+    return spec.loader(split=split, n_images=n_images, image_size=image_size, root=root, seed=seed,
+                       download=bool(download))

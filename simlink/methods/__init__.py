@@ -1,0 +1,34 @@
+"""Source-coding methods behind one protocol (see :mod:`simlink.methods.base`).
+
+Importing this package registers every built-in method in :data:`METHODS`.
+"""
+
+from simlink.methods.base import (
+    METHODS,
+    AnalogPayload,
+    DigitalPayload,
+    Method,
+    MethodConfig,
+    OperatingPoint,
+    Payload,
+    register_method,
+)
+from simlink.methods import classic  # noqa: F401  (registers jpeg, jpeg2000, webp, avif, heif)
+
+
+def build_method(config: MethodConfig) -> Method:
+    """Instantiate the registered method for a validated scenario entry."""
+    return METHODS[config.name](config)
+
+
+__all__ = [
+    "METHODS",
+    "AnalogPayload",
+    "DigitalPayload",
+    "Method",
+    "MethodConfig",
+    "OperatingPoint",
+    "Payload",
+    "build_method",
+    "register_method",
+]

@@ -1,0 +1,152 @@
+"""Link configuration: the ``link:`` section of a scenario (code, QAM order, CRC, batching).
+
+The field names are the user-facing YAML keys. Every validator names the offending key and the
+allowed values, e.g. ``12 is not one of 4, 16, 64, 256`` for ``link.modulation``.
+
+Example YAML::
+
+    link:
+      code: {name: ldpc5g, k: 1024, n: 1536, num_iter: 20, cn_update: boxplus-phi, early_stop: true}
+      modulation: 16
+      crc: 24A
+      max_codewords_per_batch: 4096
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+QAM_ORDERS: tuple[int, ...] = (4, 16, 64, 256)
+"""Allowed values of ``link.modulation`` (square Gray-labelled QAM)."""
+
+CRC_LENGTHS: dict[str, int] = {"24A": 24, "24B": 24, "24C": 24, "16": 16, "11": 11, "6": 6}
+"""Allowed values of ``link.crc`` (3GPP TS 38.212 Sec. 5.1 polynomials) and their parity lengths."""
+
+
+@lru_cache(maxsize=256)
+def ldpc5g_problem(k: int, n: int) -> str | None:
+    """Why ``(k, n)`` is not a valid 5G NR LDPC code in Sionna, or ``None`` if it is.
+
+    Inputs: ``k`` information bits per codeword, ``n`` codeword bits after rate matching.
+    Output: a reason (Sionna's own error text) or ``None``. Builds a throw-away
+    :class:`sionna.phy.fec.ldpc.LDPC5GEncoder` (cached per ``(k, n)``).
+    """
+    from sionna.phy.fec.ldpc import LDPC5GEncoder
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # r > 948/1024 is allowed (Sionna warns, 38.214 quantisation)
+            enc = LDPC5GEncoder(k, n, device="cpu")
+    except (ValueError, TypeError) as e:
+        return str(e)
+    if n > enc.n_cb_comp:
+        return f"n exceeds the circular buffer ({enc.n_cb_comp} bits), repetition is not supported"
+    return None
+
+
+class CodeConfig(BaseModel):
+    """``link.code``: the 5G NR LDPC code (3GPP TS 38.212, Sionna's ``LDPC5GEncoder/Decoder``).
+
+    Attributes:
+        name: code family; only ``"ldpc5g"``.
+        k: information bits per codeword, CRC bits included (5G: 12 <= k <= 8448, base graph 2 only
+            up to k = 3840 at rate <= 0.67).
+        n: codeword bits after rate matching (code rate ``k / n``, 1/5 <= rate <= 0.95).
+        num_iter: maximum number of belief-propagation iterations.
+        cn_update: check-node rule of the BP decoder (Sionna's names).
+        early_stop: stop BP per codeword once its hard decision satisfies all parity checks
+            (see :mod:`simlink.phy.ldpc`); ``False`` always runs ``num_iter`` iterations.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Literal["ldpc5g"] = "ldpc5g"
+    k: int = Field(1024, ge=1, description="LDPC information bits per codeword (CRC included)")
+    n: int = Field(1536, ge=1, description="codeword bits after rate matching")
+    num_iter: int = Field(20, ge=1, description="maximum BP iterations")
+    cn_update: Literal["boxplus-phi", "boxplus", "minsum", "offset-minsum"] = "boxplus-phi"
+    early_stop: bool = True
+
+    @model_validator(mode="after")
+    def _valid_5g_code(self) -> CodeConfig:
+        if self.k >= self.n:
+            raise ValueError(f"link.code.k must be smaller than link.code.n (got k={self.k}, n={self.n})")
+        problem = ldpc5g_problem(self.k, self.n)
+        if problem is not None:
+            raise ValueError(
+                f"link.code.k={self.k}, link.code.n={self.n} is not a valid 5G LDPC code: {problem} "
+                "(5G NR needs 12 <= k <= 8448 and 1/5 <= k/n <= 0.95; k > 3840 needs k/n > 0.67)"
+            )
+        return self
+
+    @property
+    def rate(self) -> float:
+        """Code rate ``k / n`` (CRC bits counted as information)."""
+        return self.k / self.n
+
+
+class LinkConfig(BaseModel):
+    """``link``: the bit-true digital link (segmentation + CRC + LDPC + QAM).
+
+    Attributes:
+        code: the LDPC code, see :class:`CodeConfig`.
+        modulation: QAM order ``M``, one of 4, 16, 64, 256 (``log2(M)`` bits per complex symbol).
+        crc: CRC attached to every code block (Sionna ``CRC24A`` ... ``CRC6``), or ``null`` for none.
+            Without a CRC the receiver cannot detect block errors itself; simlink then marks a block
+            ok by comparing with the sent bits (a genie check, see :class:`simlink.phy.link.RxResult`).
+        max_codewords_per_batch: at most this many codewords are demapped and decoded at once
+            (a device-memory knob; results do not depend on it).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: CodeConfig = CodeConfig()
+    modulation: int = 16
+    crc: Literal["24A", "24B", "24C", "16", "11", "6"] | None = "24A"
+    max_codewords_per_batch: int = Field(4096, ge=1, description="codewords per device batch")
+
+    @field_validator("modulation", mode="after")
+    @classmethod
+    def _qam_order(cls, v: int) -> int:
+        if v not in QAM_ORDERS:
+            raise ValueError(f"{v} is not one of {', '.join(str(q) for q in QAM_ORDERS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LinkConfig:
+        m = self.bits_per_symbol
+        if self.code.n % m:
+            raise ValueError(
+                f"link.code.n={self.code.n} is not divisible by log2(link.modulation)={m} "
+                f"(bits per {self.modulation}-QAM symbol)"
+            )
+        if self.code.k <= self.crc_length:
+            raise ValueError(
+                f"link.code.k={self.code.k} must be larger than the CRC length {self.crc_length} (link.crc={self.crc})"
+            )
+        return self
+
+    @property
+    def bits_per_symbol(self) -> int:
+        """``log2(modulation)``: coded bits per complex channel use."""
+        return int(math.log2(self.modulation))
+
+    @property
+    def crc_length(self) -> int:
+        """CRC parity bits per code block (0 without CRC)."""
+        return CRC_LENGTHS[self.crc] if self.crc is not None else 0
+
+    @property
+    def payload_bits_per_block(self) -> int:
+        """Source payload bits per code block: ``k - crc_length``."""
+        return self.code.k - self.crc_length
+
+    @property
+    def symbols_per_codeword(self) -> int:
+        """Complex channel uses per codeword: ``n / log2(modulation)``."""
+        return self.code.n // self.bits_per_symbol

@@ -1,0 +1,198 @@
+"""Publication plots drawn from the tidy results table alone.
+
+:func:`make_plots` writes, for a results table ``df`` (see README, "Results schema"):
+
+* ``psnr_vs_snr``, ``ssim_vs_snr``, ``ms_ssim_vs_snr`` — quality vs Es/N0, one panel per channel,
+  one line per (method, operating point);
+* ``psnr_vs_bpp`` — rate–distortion: PSNR vs bpp, one row of panels per channel, one panel per
+  selected SNR plus the error-free curve, one line per method;
+* ``bler_vs_snr`` — code-block error rate vs Es/N0 (log scale), one line per channel;
+* ``lost_vs_snr`` — fraction of images with a failed block vs Es/N0, one panel per channel.
+
+Each figure is saved as vector PDF and as PNG. Values are averaged over repeats weighted by
+the number of images (BLER: pooled block counts). A method keeps its colour and marker in
+every figure and every run (by its place in the method registry, else by a hash of its name).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442", "#8C564B", "#7F7F7F"]
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "*"]
+LINESTYLES = ["-", "--", "-.", ":"]
+METRIC_LABELS = {
+    "psnr": "PSNR [dB]",
+    "ssim": "SSIM",
+    "ms_ssim": "MS-SSIM",
+    "bler": "BLER (code blocks)",
+    "lost_frac": "lost images (fraction)",
+}
+
+
+def method_style(method: str, method_name: str | None = None) -> dict:
+    """Colour and marker of a method, stable across figures and runs."""
+    from simlink.methods import METHODS
+
+    names = list(METHODS)
+    if method in names:
+        i = names.index(method)
+    else:
+        i = int(hashlib.md5(method.encode()).hexdigest(), 16)
+    return {"color": COLORS[i % len(COLORS)], "marker": MARKERS[i % len(MARKERS)]}
+
+
+def _average(df: pd.DataFrame, by: list[str], metrics: list[str]) -> pd.DataFrame:
+    """Mean over repeats, weighted by ``n_images``."""
+    w = df["n_images"].astype(float)
+    parts = {m: (df[m] * w).groupby([df[c] for c in by]).sum() / w.groupby([df[c] for c in by]).sum() for m in metrics}
+    return pd.DataFrame(parts).reset_index()
+
+
+def _op_order(df: pd.DataFrame) -> dict[tuple[str, str], int]:
+    """Rank of each operating point within its method, by error-free bpp."""
+    order: dict[tuple[str, str], int] = {}
+    for m, g in df.groupby("method", sort=False):
+        for rank, op in enumerate(g.groupby("op")["bpp"].mean().sort_values().index):
+            order[(m, op)] = rank
+    return order
+
+
+def _save(fig, out_dir: Path, name: str) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{name}.pdf", out_dir / f"{name}.png"]
+    fig.savefig(paths[0], bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight", dpi=200)
+    plt.close(fig)
+    return paths
+
+
+def _panels(n: int, ncols: int | None = None, size=(4.2, 3.2)):
+    ncols = ncols or min(n, 3)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, axes.flat
+
+
+def plot_quality_vs_snr(df: pd.DataFrame, metric: str, out_dir: Path) -> list[Path]:
+    """``metric`` vs Es/N0, one panel per channel, a line per (method, op)."""
+    channels = list(dict.fromkeys(df["channel"]))
+    avg = _average(df, ["method", "op", "channel", "snr_db"], [metric, "bpp"])
+    ranks = _op_order(df)
+    fig, axes = _panels(len(channels))
+    for ax, ch in zip(axes, channels):
+        sub = avg[avg["channel"] == ch]
+        for (m, op), g in sub.groupby(["method", "op"], sort=False):
+            g = g.sort_values("snr_db")
+            st = method_style(m)
+            ax.plot(
+                g["snr_db"], g[metric], color=st["color"], marker=st["marker"], markersize=4,
+                linestyle=LINESTYLES[ranks.get((m, op), 0) % len(LINESTYLES)],
+                label=f"{m} {op} ({g['bpp'].iloc[0]:.2f} bpp)",
+            )
+        ax.set_title(ch)
+        ax.set_xlabel(r"$E_s/N_0$ [dB]")
+        ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+        ax.grid(True, alpha=0.3)
+    axes[0].legend(fontsize=7, ncols=1 if len(set(df["op"])) < 8 else 2)
+    return _save(fig, out_dir, f"{metric}_vs_snr")
+
+
+def _pick_snrs(snrs: list[float], k: int = 3) -> list[float]:
+    snrs = sorted(snrs)
+    if len(snrs) <= k:
+        return snrs
+    idx = np.unique(np.round(np.linspace(0, len(snrs) - 1, k)).astype(int))
+    return [snrs[i] for i in idx]
+
+
+def plot_quality_vs_bpp(df: pd.DataFrame, metric: str, out_dir: Path) -> list[Path]:
+    """Rate–distortion: ``metric`` vs bpp per channel (rows) and SNR (columns), plus error-free."""
+    channels = list(dict.fromkeys(df["channel"]))
+    snrs = _pick_snrs(sorted(df["snr_db"].unique()))
+    avg = _average(df, ["method", "op", "channel", "snr_db"], [metric, "bpp", f"{metric}_clean"])
+    ncols = len(snrs) + 1
+    fig, axes = plt.subplots(len(channels), ncols, figsize=(3.6 * ncols, 3.0 * len(channels)), squeeze=False)
+    for r, ch in enumerate(channels):
+        for c in range(ncols):
+            ax = axes[r, c]
+            clean = c == len(snrs)
+            sub = avg[avg["channel"] == ch] if not clean else avg.drop_duplicates(["method", "op"])
+            if not clean:
+                sub = sub[np.isclose(sub["snr_db"], snrs[c])]
+            ycol = f"{metric}_clean" if clean else metric
+            for m, g in sub.groupby("method", sort=False):
+                g = g.sort_values("bpp")
+                st = method_style(m)
+                ax.plot(g["bpp"], g[ycol], color=st["color"], marker=st["marker"], markersize=4, label=m)
+            ax.set_title("error-free" if clean else f"{ch}, $E_s/N_0$ = {snrs[c]:g} dB", fontsize=9)
+            ax.set_xlabel("rate [bit/pixel]")
+            ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+            ax.grid(True, alpha=0.3)
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, out_dir, f"{metric}_vs_bpp")
+
+
+def plot_bler_vs_snr(df: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Pooled code-block error rate vs Es/N0 per channel (log scale; zero-error points omitted)."""
+    fig, ax = plt.subplots(figsize=(4.8, 3.6))
+    for i, (ch, g) in enumerate(df.groupby("channel", sort=False)):
+        pooled = g.groupby("snr_db")[["n_block_errors", "n_blocks"]].sum()
+        bler = pooled["n_block_errors"] / pooled["n_blocks"]
+        keep = bler > 0
+        ax.semilogy(bler.index[keep], bler[keep], marker=MARKERS[i % len(MARKERS)], color=COLORS[i % len(COLORS)],
+                    label=f"{ch} ({int(pooled['n_blocks'].iloc[0])} blocks/pt)")
+    ax.set_xlabel(r"$E_s/N_0$ [dB]")
+    ax.set_ylabel(METRIC_LABELS["bler"])
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    k, n, mod = (int(df[c].iloc[0]) for c in ("code_k", "code_n", "modulation"))
+    ax.set_title(f"5G LDPC k={k}, n={n}, {mod}-QAM", fontsize=9)
+    return _save(fig, out_dir, "bler_vs_snr")
+
+
+def plot_lost_vs_snr(df: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Fraction of images with at least one failed code block vs Es/N0."""
+    channels = list(dict.fromkeys(df["channel"]))
+    avg = _average(df, ["method", "op", "channel", "snr_db"], ["lost_frac", "bpp"])
+    ranks = _op_order(df)
+    fig, axes = _panels(len(channels))
+    for ax, ch in zip(axes, channels):
+        for (m, op), g in avg[avg["channel"] == ch].groupby(["method", "op"], sort=False):
+            st = method_style(m)
+            g = g.sort_values("snr_db")
+            ax.plot(g["snr_db"], g["lost_frac"], color=st["color"], marker=st["marker"], markersize=4,
+                    linestyle=LINESTYLES[ranks.get((m, op), 0) % len(LINESTYLES)], label=f"{m} {op}")
+        ax.set_title(ch)
+        ax.set_xlabel(r"$E_s/N_0$ [dB]")
+        ax.set_ylabel(METRIC_LABELS["lost_frac"])
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(True, alpha=0.3)
+    axes[0].legend(fontsize=7)
+    return _save(fig, out_dir, "lost_vs_snr")
+
+
+def make_plots(df: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """Draw every figure for a results table into ``out_dir``; returns the files written."""
+    out_dir = Path(out_dir)
+    if df.empty:
+        raise ValueError("the results table is empty: nothing to plot")
+    paths: list[Path] = []
+    for metric in ("psnr", "ssim", "ms_ssim"):
+        if metric in df:
+            paths += plot_quality_vs_snr(df, metric, out_dir)
+    paths += plot_quality_vs_bpp(df, "psnr", out_dir)
+    paths += plot_bler_vs_snr(df, out_dir)
+    paths += plot_lost_vs_snr(df, out_dir)
+    return paths

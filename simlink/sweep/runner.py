@@ -1,0 +1,352 @@
+"""Run a scenario: encode once per (method, op), transmit many, write the tidy table.
+
+Order of work (see DESIGN.md, "Encode once, transmit many"):
+
+1. load the images; compute the concealment image's metrics once;
+2. per (method, operating point): source-encode every image, decode the error-free streams,
+   measure them, and prepare the link frame (segmentation, CRC, LDPC encoding, QAM mapping);
+3. per (channel, SNR, repeat) cell: channel → equalisation → demapping → BP decoding → CRC;
+   only images whose received bytes differ from the sent ones are source-decoded again;
+4. one row per cell goes to the :class:`~simlink.sweep.store.ResultStore`, flushed atomically
+   at least every few seconds, so Ctrl-C or a kill loses at most the cells since the last flush
+   and a rerun of the same command resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import sys
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from simlink import __version__
+from simlink.data import load_dataset
+from simlink.errors import SimlinkError
+from simlink.methods import build_method
+from simlink.methods.base import DigitalPayload, Method, OperatingPoint
+from simlink.metrics.stats import mean_ci, proportion_ci
+from simlink.phy import DigitalLink
+from simlink.phy.snr import ebno_db
+from simlink.scenario import Scenario
+from simlink.sweep.grid import Cell, cell_seed, expand_grid
+from simlink.sweep.provenance import device_info, git_revision, package_versions, resolve_device
+from simlink.sweep.receiver import apply_error_policy, concealment_images, image_metrics
+from simlink.sweep.store import ResultStore
+
+FLUSH_EVERY_S = 5.0
+
+
+class SweepInterrupted(SimlinkError):
+    """The sweep was stopped (Ctrl-C or SIGTERM); finished cells are saved."""
+
+
+class Stopwatch:
+    """Wall time accumulated per named stage (seconds)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] += time.perf_counter() - t0
+
+
+@dataclass
+class SourceSide:
+    """Everything computed once per (method, operating point) and reused for every cell."""
+
+    payload: DigitalPayload
+    clean_metrics: dict[str, np.ndarray]
+    tx: object  # simlink.phy.TxFrame
+    bits: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+
+class _Progress:
+    """A rich progress bar with ETA, or nothing when quiet."""
+
+    def __init__(self, total: int, quiet: bool):
+        self.quiet = quiet
+        if quiet:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self._p = Progress(
+            TextColumn("[bold]{task.description:<40}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("cells"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            transient=False,
+        )
+        self._task = self._p.add_task("starting", total=total)
+        self._p.start()
+
+    def describe(self, text: str) -> None:
+        if not self.quiet:
+            self._p.update(self._task, description=text[:40])
+
+    def advance(self) -> None:
+        if not self.quiet:
+            self._p.advance(self._task)
+
+    def close(self) -> None:
+        if not self.quiet:
+            self._p.stop()
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM (``kill``) into KeyboardInterrupt so it is handled like Ctrl-C."""
+
+    def handler(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt
+
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not in the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _rate_ci(k: int, n: int) -> tuple[float, float]:
+    """``(k / n, half the width of the 95 % Wilson interval)``; ``(nan, nan)`` when n = 0."""
+    if n == 0:
+        return math.nan, math.nan
+    p, low, high = proportion_ci(k, n)
+    return float(p), float((high - low) / 2)
+
+
+def _summarise(
+    scenario: Scenario,
+    cell: Cell,
+    method: Method,
+    op: OperatingPoint,
+    src: SourceSide,
+    rx,
+    outcome,
+    num_pixels: int,
+) -> dict:
+    """One tidy row from a cell's per-image outcome (means over images, 95 % half-widths)."""
+    n = len(src.payload.streams)
+    pixels = n * num_pixels
+    total_bits = int(src.bits.sum())
+    total_uses = int(np.asarray(rx.channel_uses).sum())
+    row = {
+        "scenario": scenario.name,
+        "method": cell.method,
+        "method_name": method.name,
+        "op": cell.op,
+        "op_params": json.dumps(op.params, sort_keys=True),
+        "bpp": total_bits / pixels,
+        "cpp": total_uses / pixels,
+        "channel": cell.channel,
+        "snr_db": float(cell.snr_db),
+        "ebno_db": float(ebno_db(cell.snr_db, total_bits, total_uses)) if total_bits and total_uses else math.nan,
+        "repeat": int(cell.repeat),
+        "modulation": int(scenario.link.modulation),
+        "code_k": int(scenario.link.code.k),
+        "code_n": int(scenario.link.code.n),
+        "code_rate": scenario.link.code.k / scenario.link.code.n,
+        "error_policy": scenario.error_policy,
+    }
+    for name, values in outcome.metrics.items():
+        row[name], row[f"{name}_ci"] = mean_ci(values)
+    for name, values in src.clean_metrics.items():
+        row[f"{name}_clean"] = float(np.mean(values))
+    n_blocks, n_err = int(rx.num_blocks), int(rx.num_block_errors)
+    row["bler"], row["bler_ci"] = _rate_ci(n_err, n_blocks)
+    row["ber"] = rx.bit_errors / total_bits if total_bits else math.nan
+    row["lost_frac"], row["lost_frac_ci"] = _rate_ci(int(outcome.lost.sum()), n)
+    row["concealed_frac"] = float(outcome.concealed.mean())
+    row["n_images"] = n
+    row["n_blocks"] = n_blocks
+    row["n_block_errors"] = n_err
+    return row
+
+
+def run_scenario(
+    scenario: Scenario,
+    out_dir: str | Path,
+    *,
+    scenario_file: str | None = None,
+    device: str | None = None,
+    quiet: bool = False,
+    overwrite: bool = False,
+    plots: bool = True,
+    log: Callable[[str], None] | None = None,
+):
+    """Run every cell of ``scenario`` not already in ``out_dir``; return the results table.
+
+    Args:
+        scenario: a validated scenario.
+        out_dir: output folder (``results.parquet``, ``results.csv``, ``manifest.json``, ``plots/``).
+        scenario_file: path recorded in the manifest.
+        device: overrides ``scenario.device`` (auto | cpu | cuda | cuda:N).
+        quiet: no progress bar and no messages.
+        overwrite: start afresh instead of resuming from an existing table.
+        plots: draw the plots at the end.
+        log: where messages go (default: stderr unless quiet).
+
+    Returns:
+        The tidy results table (``pandas.DataFrame``), one row per cell, in grid order.
+
+    Raises:
+        SweepInterrupted: on Ctrl-C / SIGTERM, after saving every finished cell.
+        SimlinkError: for invalid input (missing dataset, busy output folder, ...).
+    """
+    if log is None:
+        log = (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr))
+    started = datetime.now(timezone.utc)
+    t_start = time.perf_counter()
+    sw = Stopwatch()
+    out_dir = Path(out_dir)
+    torch_device = resolve_device(device or scenario.device)
+    store = ResultStore(out_dir, scenario.context_hash(), overwrite=overwrite)
+    previous_runs = []
+    if store.manifest_path.exists() and not overwrite:
+        previous_runs = json.loads(store.manifest_path.read_text()).get("runs", [])
+
+    # ---- source side set-up (cheap parts) ------------------------------------------------
+    with sw("data"):
+        d = scenario.dataset
+        images = load_dataset(
+            d.name, split=d.split, n_images=d.n_images, image_size=d.image_size,
+            root=d.root, seed=scenario.seed, download=d.download,
+        )
+    originals = images.images
+    shape = images.image_shape
+    methods = []
+    for cfg in scenario.methods:
+        m = build_method(cfg)
+        if m.kind != "digital":
+            raise SimlinkError(f"method {cfg.display_name!r} is {m.kind}; this link runs digital methods only")
+        methods.append((cfg.display_name, m, m.operating_points()))
+    channel_by_label = dict(zip(scenario.channel_labels(), scenario.channels))
+    cells = expand_grid(methods, scenario.channel_labels(), scenario.snr_values, scenario.repeats)
+    store.set_order([c.key for c in cells])
+    done = store.done()
+    todo = [c for c in cells if c.key not in done]
+
+    manifest = {
+        "simlink_version": __version__,
+        "scenario_file": scenario_file,
+        "scenario": scenario.to_yaml_dict(),
+        "seed": scenario.seed,
+        "versions": package_versions(),
+        "git": git_revision(),
+        "device": device_info(torch_device),
+        "n_cells": len(cells),
+        "status": "running",
+        "runs": previous_runs,
+    }
+    store.write_manifest(manifest)  # before any row: a resume must find the context hash
+    if todo:
+        log(f"simlink: {len(todo)} of {len(cells)} cells to run ({len(done)} already in {out_dir}) on {torch_device}")
+
+    with sw("link_setup"):
+        link = DigitalLink(scenario.link, device=torch_device)
+    with sw("metrics"):
+        conceal = image_metrics(originals, concealment_images(len(originals), shape))
+
+    groups: dict[tuple[str, str], list[Cell]] = defaultdict(list)
+    for c in todo:
+        groups[(c.method, c.op)].append(c)
+    method_by_name = {name: (m, {op.label: op for op in ops}) for name, m, ops in methods}
+
+    progress = _Progress(len(todo), quiet)
+    status, n_computed, last_flush = "complete", 0, time.perf_counter()
+    try:
+        with _sigterm_as_interrupt():
+            for (mname, oplabel), group in groups.items():
+                method, ops = method_by_name[mname]
+                op = ops[oplabel]
+                progress.describe(f"{mname} {oplabel}: encoding")
+                src = _source_side(method, op, originals, shape, link, sw)
+                for cell in group:
+                    progress.describe(f"{mname} {oplabel} {cell.channel} {cell.snr_db:g} dB")
+                    with sw("link"):
+                        rx = link.transmit(src.tx, channel_by_label[cell.channel], cell.snr_db, cell_seed(scenario.seed, cell))
+                    with sw("receiver"):
+                        outcome = apply_error_policy(
+                            scenario.error_policy, method, op, src.payload.streams, rx.streams,
+                            rx.image_ok, originals, src.clean_metrics, conceal,
+                        )
+                    store.add(_summarise(scenario, cell, method, op, src, rx, outcome, images.num_pixels))
+                    n_computed += 1
+                    progress.advance()
+                    if time.perf_counter() - last_flush > FLUSH_EVERY_S:
+                        with sw("write"):
+                            store.flush()
+                        last_flush = time.perf_counter()
+                with sw("write"):
+                    store.flush()
+                last_flush = time.perf_counter()
+    except KeyboardInterrupt:
+        status = "interrupted"
+    finally:
+        progress.close()
+        with sw("write"):
+            store.flush()
+
+    df = store.frame()
+    if status == "complete" and plots and not df.empty:
+        from simlink.plots import make_plots
+
+        with sw("plots"):
+            make_plots(df, out_dir / "plots")
+    manifest["status"] = status
+    manifest["runs"] = previous_runs + [
+        {
+            "started": started.isoformat(),
+            "finished": datetime.now(timezone.utc).isoformat(),
+            "cells_computed": n_computed,
+            "wall_s": round(time.perf_counter() - t_start, 3),
+            "stage_s": {k: round(v, 3) for k, v in sw.seconds.items()},
+            "device": torch_device,
+        }
+    ]
+    store.write_manifest(manifest)
+    if status == "interrupted":
+        raise SweepInterrupted(
+            f"interrupted: {n_computed} new cells saved in {out_dir} ({len(df)} of {len(cells)} in total); "
+            "rerun the same command to resume"
+        )
+    log(f"simlink: {len(df)} cells in {out_dir / 'results.parquet'} ({time.perf_counter() - t_start:.1f} s)")
+    return df
+
+
+def _source_side(method: Method, op: OperatingPoint, originals: np.ndarray, shape, link, sw: Stopwatch) -> SourceSide:
+    """Encode, decode error-free, measure, and prepare the link frame for one (method, op)."""
+    with sw("encode"):
+        payload = method.encode(originals, op)
+    if not isinstance(payload, DigitalPayload) or len(payload.streams) != len(originals):
+        raise SimlinkError(f"{method.name} {op.label}: encode must return one bitstream per image")
+    with sw("decode"):
+        recon, ok = method.decode(payload, op, shape)
+    if not np.all(ok):
+        bad = np.flatnonzero(~np.asarray(ok, dtype=bool)).tolist()
+        raise SimlinkError(f"{method.name} {op.label}: cannot decode its own error-free streams for images {bad}")
+    with sw("metrics"):
+        clean = image_metrics(originals, recon)
+    with sw("link_prepare"):
+        tx = link.prepare(payload.streams)
+    return SourceSide(payload=payload, clean_metrics=clean, tx=tx, bits=payload.num_bits)

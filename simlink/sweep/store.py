@@ -1,0 +1,132 @@
+"""The result store: one tidy table, written atomically, resumable.
+
+Files in the output folder:
+
+* ``results.parquet`` and ``results.csv`` — one row per cell (see README, "Results schema");
+* ``manifest.json`` — scenario, seed, versions, git revision, device, timings.
+
+Every write goes to a temporary file in the same folder followed by :func:`os.replace`, so a
+run killed at any moment leaves either the previous or the new complete file, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from simlink.errors import SimlinkError
+
+KEY_COLUMNS = ["method", "op", "channel", "snr_db", "repeat"]
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+class ResultStore:
+    """Rows of a sweep, persisted atomically in ``out_dir``.
+
+    Args:
+        out_dir: output folder (created if missing).
+        context_hash: :meth:`Scenario.context_hash` of the running scenario. An existing table
+            made under another context (other dataset, link, seed or error policy) is never
+            mixed with new rows: that raises unless ``overwrite``.
+        overwrite: discard an existing table instead of resuming from it.
+    """
+
+    def __init__(self, out_dir: str | Path, context_hash: str, overwrite: bool = False):
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.context_hash = context_hash
+        self._rows: dict[tuple, dict[str, Any]] = {}
+        self._order: list[tuple] | None = None
+        if not overwrite and self.table_path.exists():
+            self._resume()
+
+    @property
+    def table_path(self) -> Path:
+        return self.out_dir / "results.parquet"
+
+    @property
+    def csv_path(self) -> Path:
+        return self.out_dir / "results.csv"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.out_dir / "manifest.json"
+
+    def _resume(self) -> None:
+        old_hash = None
+        if self.manifest_path.exists():
+            try:
+                old_hash = json.loads(self.manifest_path.read_text()).get("context_hash")
+            except (OSError, ValueError):
+                old_hash = None
+        if old_hash != self.context_hash:
+            raise SimlinkError(
+                f"{self.out_dir}: holds results of a different scenario context (dataset, link, seed or "
+                f"error policy differ: {old_hash} != {self.context_hash}); choose another --out or pass --overwrite"
+            )
+        df = pd.read_parquet(self.table_path)
+        for row in df.to_dict("records"):
+            self._rows[self.key_of(row)] = row
+
+    @staticmethod
+    def key_of(row: dict) -> tuple:
+        return (row["method"], row["op"], row["channel"], round(float(row["snr_db"]), 6), int(row["repeat"]))
+
+    def done(self) -> set[tuple]:
+        """Keys of the cells already in the table."""
+        return set(self._rows)
+
+    def set_order(self, keys: list[tuple]) -> None:
+        """Table row order (the grid's order); rows not in it go last, in insertion order."""
+        self._order = list(keys)
+
+    def add(self, row: dict[str, Any]) -> None:
+        self._rows[self.key_of(row)] = row
+
+    def frame(self) -> pd.DataFrame:
+        """The table, in grid order."""
+        keys = list(self._rows)
+        if self._order is not None:
+            rank = {k: i for i, k in enumerate(self._order)}
+            keys.sort(key=lambda k: rank.get(k, len(rank)))
+        return pd.DataFrame([self._rows[k] for k in keys])
+
+    def flush(self) -> None:
+        """Write parquet and CSV atomically (parquet last: it is what a resume reads)."""
+        df = self.frame()
+        if df.empty:
+            return
+        atomic_write_text(self.csv_path, df.to_csv(index=False))
+        import io
+
+        buf = io.BytesIO()
+        df.to_parquet(buf, index=False)
+        atomic_write_bytes(self.table_path, buf.getvalue())
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        manifest = {**manifest, "context_hash": self.context_hash}
+        atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True, default=str))

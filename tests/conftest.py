@@ -1,0 +1,28 @@
+"""Shared fixtures. Tests run on CPU and need no data outside the repository."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+
+@pytest.fixture
+def tiny_scenario_dict() -> dict:
+    """A scenario small enough to sweep in a few seconds on CPU."""
+    return {
+        "name": "tiny",
+        "seed": 3,
+        "device": "cpu",
+        "dataset": {"name": "synthetic", "n_images": 4, "image_size": 32},
+        "methods": [{"name": "jpeg", "quality": [20, 80]}],
+        "link": {"code": {"k": 512, "n": 768, "num_iter": 10}, "modulation": 16},
+        "channels": [{"name": "awgn"}],
+        "snr_db": [0.0, 30.0],
+    }

@@ -1,0 +1,96 @@
+"""simlink.phy: configuration validation, channel entries and SNR bookkeeping (no decoding)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from pydantic import TypeAdapter, ValidationError
+
+from simlink.phy import CHANNELS, AWGNChannel, ChannelConfig, CodeConfig, LinkConfig, RayleighBlockChannel
+from simlink.phy.snr import (
+    ebno_db,
+    esno_db_from_ebno,
+    esno_db_to_no,
+    nominal_ebno_db,
+    nominal_spectral_efficiency,
+)
+
+
+def _error(**kwargs) -> str:
+    with pytest.raises(ValidationError) as e:
+        LinkConfig(**kwargs)
+    return str(e.value)
+
+
+def test_defaults():
+    cfg = LinkConfig()
+    assert (cfg.code.k, cfg.code.n, cfg.code.num_iter, cfg.modulation, cfg.crc) == (1024, 1536, 20, 16, "24A")
+    assert cfg.code.early_stop and cfg.code.cn_update == "boxplus-phi"
+    assert cfg.bits_per_symbol == 4 and cfg.crc_length == 24 and cfg.payload_bits_per_block == 1000
+    assert cfg.symbols_per_codeword == 384
+
+
+def test_modulation_error_names_allowed_values():
+    assert "12 is not one of 4, 16, 64, 256" in _error(modulation=12)
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"code": {"k": 1536, "n": 1024}}, ["link.code.k", "link.code.n"]),
+        ({"code": {"k": 100, "n": 1000}}, ["link.code.k=100", "link.code.n=1000", "5G"]),
+        ({"code": {"k": 9000, "n": 9600}}, ["link.code.k=9000", "5G"]),
+        ({"code": {"k": 1000, "n": 1530}}, ["link.code.n=1530", "divisible", "4"]),
+        ({"code": {"k": 20, "n": 48}}, ["link.code.k=20", "CRC length 24"]),
+        ({"code": {"name": "turbo"}}, ["ldpc5g"]),
+        ({"code": {"cn_update": "sum"}}, ["boxplus-phi", "minsum"]),
+        ({"crc": "32"}, ["24A", "6"]),
+        ({"foo": 1}, ["foo"]),
+    ],
+)
+def test_invalid_link_configs(kwargs, words):
+    msg = _error(**kwargs)
+    for w in words:
+        assert w in msg, msg
+
+
+def test_valid_variants():
+    LinkConfig(code=CodeConfig(k=64, n=96), modulation=4, crc=None)
+    LinkConfig(code=CodeConfig(k=8448, n=9216), modulation=256, crc="16")
+    LinkConfig(code=CodeConfig(k=40, n=72), modulation=64, crc="6")
+
+
+def test_channel_configs_and_labels():
+    ta = TypeAdapter(ChannelConfig)
+    assert isinstance(ta.validate_python({"name": "awgn"}), AWGNChannel)
+    blk = ta.validate_python({"name": "rayleigh_block"})
+    assert isinstance(blk, RayleighBlockChannel) and blk.granularity == "block"
+    assert ta.validate_python({"name": "rayleigh_block", "granularity": "image"}).label == "rayleigh_block(image)"
+    assert blk.label == "rayleigh_block(block)"
+    assert ta.validate_python({"name": "rayleigh_fast"}).label == "rayleigh_fast"
+    for bad in ({"name": "rician"}, {"name": "awgn", "k": 3}, {"name": "rayleigh_block", "granularity": "frame"}):
+        with pytest.raises(ValidationError):
+            ta.validate_python(bad)
+    assert set(CHANNELS) == {"awgn", "rayleigh_block", "rayleigh_fast"}
+    assert all(isinstance(d, str) and d for d in CHANNELS.values())
+
+
+def test_ebno_bookkeeping_by_hand():
+    # Es/N0 = 10 dB, 8000 payload bits over 3072 complex symbols:
+    # 10 * log10(8000 / 3072) = 10 * log10(2.6041667) = 4.156687 dB  ->  Eb/N0 = 5.843313 dB
+    assert ebno_db(10.0, 8000, 3072) == pytest.approx(5.843313, abs=1e-6)
+    assert esno_db_from_ebno(5.843313, 8000, 3072) == pytest.approx(10.0, abs=1e-6)
+    # one bit per channel use: Eb/N0 == Es/N0; two bits: 3.0103 dB less
+    assert ebno_db(7.0, 100, 100) == pytest.approx(7.0)
+    assert ebno_db(7.0, 200, 100) == pytest.approx(7.0 - 3.0103, abs=1e-4)
+    np.testing.assert_allclose(ebno_db(np.array([0.0, 10.0]), 2, 1), [-3.0103, 6.9897], atol=1e-4)
+    assert esno_db_to_no(10.0) == pytest.approx(0.1) and esno_db_to_no(0.0) == 1.0
+
+
+def test_nominal_values():
+    cfg = LinkConfig()  # 16-QAM, k=1024, n=1536, CRC24A -> 4 * 1000 / 1536 payload bits per symbol
+    assert nominal_spectral_efficiency(cfg) == pytest.approx(4 * 1000 / 1536)
+    assert nominal_spectral_efficiency(cfg, include_crc=True) == pytest.approx(4 * 1024 / 1536)
+    assert nominal_ebno_db(10.0, cfg) == pytest.approx(10.0 - 10 * math.log10(4000 / 1536))

@@ -1,0 +1,69 @@
+"""Plots from a table alone, and the command line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import yaml
+from typer.testing import CliRunner
+
+from simlink.cli import app
+from simlink.plots import make_plots, method_style
+
+runner = CliRunner()
+
+
+def _table() -> pd.DataFrame:
+    rows = []
+    for m in ("jpeg", "webp"):
+        for op, bpp in (("q=10", 0.5), ("q=90", 2.0)):
+            for ch in ("awgn", "rayleigh_block(block)"):
+                for snr in (0.0, 10.0, 20.0):
+                    ok = snr > 5
+                    rows.append(dict(method=m, op=op, bpp=bpp, cpp=bpp * 0.75, channel=ch, snr_db=snr, repeat=0,
+                                     psnr=30.0 * ok + 10, ssim=0.9 * ok, ms_ssim=0.9 * ok, psnr_clean=40.0,
+                                     ssim_clean=0.95, ms_ssim_clean=0.95, bler=0.0 if ok else 1.0, lost_frac=float(not ok),
+                                     n_images=4, n_blocks=10, n_block_errors=0 if ok else 10, code_k=1024, code_n=1536,
+                                     modulation=16))
+    return pd.DataFrame(rows)
+
+
+def test_make_plots_writes_every_figure(tmp_path):
+    paths = make_plots(_table(), tmp_path)
+    names = {p.name for p in paths}
+    for stem in ("psnr_vs_snr", "ssim_vs_snr", "ms_ssim_vs_snr", "psnr_vs_bpp", "bler_vs_snr", "lost_vs_snr"):
+        assert {f"{stem}.pdf", f"{stem}.png"} <= names
+    assert all(p.stat().st_size > 1000 for p in paths)
+    assert (tmp_path / "psnr_vs_snr.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_method_style_is_stable_and_distinct():
+    assert method_style("jpeg") == method_style("jpeg")
+    assert method_style("jpeg")["color"] != method_style("webp")["color"]
+
+
+def test_cli_list_validate_run_plot(tmp_path, tiny_scenario_dict):
+    r = runner.invoke(app, ["list"])
+    assert r.exit_code == 0
+    for word in ("synthetic", "cifar10", "jpeg", "heif", "awgn", "rayleigh_fast"):
+        assert word in r.stdout
+    bad = tmp_path / "bad.yaml"
+    tiny_scenario_dict["link"]["modulation"] = 12
+    bad.write_text(yaml.safe_dump(tiny_scenario_dict))
+    r = runner.invoke(app, ["validate", str(bad)])
+    assert r.exit_code == 2
+    assert "link.modulation: 12 is not one of 4, 16, 64, 256" in r.output.replace("\n", "")
+    tiny_scenario_dict["link"]["modulation"] = 16
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(tiny_scenario_dict))
+    r = runner.invoke(app, ["validate", str(good)])
+    assert r.exit_code == 0 and "4 cells" in r.output
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["run", str(good), "--out", str(out), "--quiet", "--no-plots"])
+    assert r.exit_code == 0, r.output
+    assert not (out / "plots").exists()
+    r = runner.invoke(app, ["plot", str(out)])
+    assert r.exit_code == 0 and (out / "plots" / "psnr_vs_bpp.pdf").exists()
+    r = runner.invoke(app, ["plot", str(tmp_path / "nothing")])
+    assert r.exit_code == 2 and "no results table" in r.output
+    assert np.isfinite(pd.read_parquet(out / "results.parquet").psnr).all()
