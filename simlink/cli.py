@@ -18,7 +18,8 @@ from simlink.errors import SimlinkError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="End-to-end semantic image communication over a real 5G link.")
 err = Console(stderr=True)
-out = Console()
+# Piped output (batch logs) gets a wide console instead of rich's 80-column default.
+out = Console() if sys.stdout.isatty() else Console(width=200)
 
 
 def _fail(e: Exception, code: int = 2) -> None:
@@ -53,14 +54,22 @@ def run(
 
 
 def _print_summary(df) -> None:
-    cols = ["method", "op", "bpp", "channel", "snr_db", "psnr", "ssim", "bler", "lost_frac"]
-    show = df.groupby(["method", "op", "channel", "snr_db"], sort=False)[["bpp", "psnr", "ssim", "bler", "lost_frac"]].mean().reset_index()
-    t = Table(title="results (mean over repeats)", show_lines=False)
-    for c in cols:
-        t.add_column(c, justify="right" if c not in ("method", "op", "channel") else "left")
-    for r in show[cols].itertuples(index=False):
-        t.add_row(*[f"{v:.3g}" if isinstance(v, float) else str(v) for v in r])
-    out.print(t)
+    """One compact table per channel: PSNR [dB] per (method, op) and Es/N0 (mean over repeats)."""
+    import pandas as pd
+
+    for channel, g in df.groupby("channel", sort=False):
+        psnr = g.pivot_table(index=["method", "op"], columns="snr_db", values="psnr", aggfunc="mean", sort=False)
+        psnr = psnr[sorted(psnr.columns)].reindex(pd.MultiIndex.from_frame(g[["method", "op"]].drop_duplicates()))
+        bpp = g.groupby(["method", "op"], sort=False)["bpp"].mean()
+        t = Table(title=f"PSNR \\[dB] over {channel}, Es/N0 \\[dB] across", title_justify="left")
+        t.add_column("method")
+        t.add_column("op")
+        t.add_column("bpp", justify="right")
+        for snr in psnr.columns:
+            t.add_column(f"{snr:g}", justify="right")
+        for (m, op), row in psnr.iterrows():
+            t.add_row(m, op, f"{bpp[(m, op)]:.2f}", *[f"{v:.1f}" for v in row])
+        out.print(t)
 
 
 @app.command()

@@ -162,7 +162,7 @@ class Scenario(_Strict):
         """
         ctx = {
             "dataset": self.dataset.model_dump(exclude={"download"}),
-            "link": self.link.model_dump(),
+            "link": self.link.model_dump(exclude={"max_codewords_per_batch"}),  # a speed knob only
             "seed": self.seed,
             "error_policy": self.error_policy,
         }

@@ -39,6 +39,12 @@ def _rng_images(rng, n, h, w):
     return np.clip(base + wave, 0, 255).astype(np.uint8)
 
 
+def _positions(subset: np.ndarray, full: np.ndarray) -> np.ndarray:
+    """Index in ``full`` of each image of ``subset`` (closest by mean absolute difference)."""
+    d = np.abs(subset[:, None].astype(np.int16) - full[None].astype(np.int16)).mean(axis=(2, 3, 4))
+    return d.argmin(axis=1)
+
+
 def _jpeg_bytes(img: np.ndarray, quality: int = 95) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, format="JPEG", quality=quality)
@@ -128,9 +134,10 @@ def test_synthetic_label_mask_consistency():
         hist = np.bincount(m.ravel(), minlength=len(s.classes))
         hist[0] = 0
         assert hist.argmax() == lab
-    # Every shape class occurs as a label, roughly uniformly; background is never a label.
-    hist = np.bincount(s.labels, minlength=len(s.classes))
-    assert hist[0] == 0 and hist[1:].min() > 600 / (len(s.classes) - 1) / 2
+    # Every shape class occurs as a label, balanced in any prefix; background is never a label.
+    for n in (8, 13, 600):
+        hist = np.bincount(s.labels[:n], minlength=len(s.classes))
+        assert hist[0] == 0 and hist[1:].max() - hist[1:].min() <= 1
     # Distractors exist: some masks show two or more object classes.
     n_classes = np.array([len(np.unique(m[m > 0])) for m in s.masks])
     assert (n_classes >= 2).mean() > 0.3
@@ -148,8 +155,9 @@ def _jpeg_roundtrip(images: np.ndarray, quality: int) -> np.ndarray:
 
 
 def _random_feature_classifier(train: ImageSet, n_filters: int = 64, k: int = 5):
-    """Fixed random 5x5 filters -> ReLU(+/-) -> global max, mean and 2x2 max pooling -> logistic
-    regression (L-BFGS). Returns ``predict(uint8[N, H, W, 3]) -> int64[N]``."""
+    """Fixed random 5x5 filters at full and half resolution -> ReLU(+/-) -> global max / mean and
+    2x2 max pooling -> logistic regression (L-BFGS). A cheap stand-in for a task model
+    (a few seconds on 2 cores). Returns ``predict(uint8[N, H, W, 3]) -> int64[N]``."""
     import torch
     import torch.nn.functional as F
 
@@ -166,7 +174,10 @@ def _random_feature_classifier(train: ImageSet, n_filters: int = 64, k: int = 5)
                 x = x - x.mean((2, 3), keepdim=True)
                 h = F.conv2d(x, w, padding=k // 2)
                 h = torch.cat([F.relu(h), F.relu(-h)], 1)
-                out.append(torch.cat([h.amax((2, 3)), h.mean((2, 3)), F.adaptive_max_pool2d(h, 2).flatten(1)], 1))
+                h2 = F.conv2d(F.avg_pool2d(x, 2), w, padding=k // 2)  # the same filters at half resolution
+                h2 = torch.cat([F.relu(h2), F.relu(-h2)], 1)
+                out.append(torch.cat([h.amax((2, 3)), h.mean((2, 3)), F.adaptive_max_pool2d(h, 2).flatten(1),
+                                      h2.amax((2, 3)), h2.mean((2, 3))], 1))
         return torch.cat(out)
 
     f = features(train.images)
@@ -200,8 +211,8 @@ def test_synthetic_jpeg_compression_hurts_a_classifier():
     clean = float((predict(test.images) == test.labels).mean())
     q5 = float((predict(_jpeg_roundtrip(test.images, 5)) == test.labels).mean())
     print(f"synthetic classifier accuracy: clean {clean:.3f}, JPEG q5 {q5:.3f}, chance {chance:.3f}")
-    assert clean > 1.6 * chance
-    assert clean - q5 > 0.05
+    assert clean > 1.8 * chance  # observed about 0.31 (chance 0.125)
+    assert clean - q5 > 0.06  # observed about 0.15
 
 
 # ----------------------------------------------------------------------------- CIFAR-10
@@ -214,7 +225,7 @@ def _write_cifar_batches(folder: Path, per_batch: int = 20, seed: int = 0) -> di
     (folder / "cifar-10-batches-py").mkdir(parents=True, exist_ok=True)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
-        labels = sorted(int(v) for v in rng.integers(0, 10, per_batch))
+        labels = sorted(i % 10 for i in range(per_batch))  # ordered by class, like the real files
         with open(folder / "cifar-10-batches-py" / name, "wb") as f:
             pickle.dump({b"data": data, b"labels": labels, b"batch_label": name.encode()}, f, protocol=2)
         out[name] = (data, np.array(labels))
@@ -238,13 +249,15 @@ def test_cifar10_official_layout(tmp_path):
     again = load_dataset("cifar10", "train", n_images=30, root=tmp_path, seed=5)
     other = load_dataset("cifar10", "train", n_images=30, root=tmp_path, seed=6)
     assert np.array_equal(sub.images, again.images) and not np.array_equal(sub.images, other.images)
-    # Each selected image keeps its own label, and the subset is shuffled (not the first 30).
-    flat = train.images.reshape(100, -1)
-    pos = [int(np.flatnonzero((flat == im.reshape(-1)).all(1))[0]) for im in sub.images]
+    # Each selected image keeps its own label; the subset is shuffled and class-balanced.
+    pos = _positions(sub.images, train.images)
+    assert np.array_equal(sub.images, train.images[pos]) and len(set(pos)) == 30
     assert np.array_equal(sub.labels, train.labels[pos])
     assert max(pos) >= 30
+    assert np.array_equal(np.bincount(sub.labels, minlength=10), np.full(10, 3))
     # A smaller subset is a prefix of a larger one.
-    assert np.array_equal(load_dataset("cifar10", "train", n_images=10, root=tmp_path, seed=5).images, sub.images[:10])
+    first10 = load_dataset("cifar10", "train", n_images=10, root=tmp_path, seed=5)
+    assert np.array_equal(first10.images, sub.images[:10])
 
     big = load_dataset("cifar10", "test", n_images=8, image_size=48, root=tmp_path)
     assert big.images.shape == (8, 48, 48, 3)
@@ -261,10 +274,11 @@ def test_cifar10_packed_and_env_var(tmp_path, monkeypatch):
                   classes=["a", "b", "c", "d"])
     monkeypatch.setenv("SIMLINK_DATA", str(tmp_path / "data"))
     s = load_dataset("cifar10", "test", n_images=6, seed=2)
-    idx = np.random.default_rng(2).permutation(12)[:6]
-    assert s.images.shape == (6, 32, 32, 3)
+    idx = _positions(s.images, images)
+    assert s.images.shape == (6, 32, 32, 3) and len(set(idx)) == 6
     assert np.array_equal(s.labels, labels[idx]) and s.classes == ["a", "b", "c", "d"]
     assert np.abs(s.images.astype(int) - images[idx]).mean() < 6  # JPEG q95 round trip
+    assert sorted(np.bincount(s.labels, minlength=4)) == [1, 1, 2, 2]  # class-balanced subset
     assert s.meta["layout"] == "packed npz"
 
 
@@ -304,9 +318,11 @@ def test_stl10_binary_layout(tmp_path):
     s = load_dataset("stl10", "test", root=tmp_path / "stl10")
     assert np.array_equal(s.images, images)
     assert np.array_equal(s.labels, labels.astype(np.int64) - 1) and s.classes[3] == "c3"
-    sub = load_dataset("stl10", "test", n_images=3, image_size=32, root=tmp_path, seed=1)
-    assert sub.images.shape == (3, 32, 32, 3)
-    assert np.array_equal(sub.labels, s.labels[np.random.default_rng(1).permutation(7)[:3]])
+    sub = load_dataset("stl10", "test", n_images=3, root=tmp_path, seed=1)
+    pos = _positions(sub.images, images)
+    assert np.array_equal(sub.images, images[pos]) and np.array_equal(sub.labels, s.labels[pos])
+    small = load_dataset("stl10", "test", n_images=3, image_size=32, root=tmp_path, seed=1)
+    assert small.images.shape == (3, 32, 32, 3) and np.array_equal(small.labels, sub.labels)
     with pytest.raises(DatasetNotFoundError, match="train_X.bin"):
         load_dataset("stl10", "train", root=tmp_path / "stl10")
 
@@ -334,8 +350,10 @@ def test_camvid_segnet_folders(tmp_path):
     assert s.ignore_index == 11 and len(s.classes) == 11 and s.classes[0] == "sky"
     assert s.meta["files"] == sorted(s.meta["files"])
     sub = load_dataset("camvid", "test", n_images=3, root=tmp_path / "camvid", seed=9)
-    idx = np.random.default_rng(9).permutation(5)[:3]
-    assert np.array_equal(sub.images, images[idx]) and np.array_equal(sub.masks, np.minimum(masks[idx], 11))
+    idx = _positions(sub.images, images)
+    assert len(set(idx)) == 3 and np.array_equal(sub.images, images[idx])
+    assert np.array_equal(sub.masks, np.minimum(masks[idx], 11))
+    assert sub.meta["files"] == [f"0001TP_{i:04d}.png" for i in idx]
 
 
 def test_resize_and_centre_crop_on_packed_masks(tmp_path):
@@ -370,7 +388,8 @@ def test_cityscapes_official_layout_maps_train_ids(tmp_path):
             stem = f"{city}_000000_{k:06d}"
             (root / "leftImg8bit" / "val" / city).mkdir(parents=True, exist_ok=True)
             (root / "gtFine" / "val" / city).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(_rng_images(rng, 1, 8, 16)[0]).save(root / "leftImg8bit" / "val" / city / f"{stem}_leftImg8bit.png")
+            img_path = root / "leftImg8bit" / "val" / city / f"{stem}_leftImg8bit.png"
+            Image.fromarray(_rng_images(rng, 1, 8, 16)[0]).save(img_path)
             Image.fromarray(label_ids, mode="L").save(root / "gtFine" / "val" / city / f"{stem}_gtFine_labelIds.png")
             names.append(f"{stem}_leftImg8bit.png")
     s = load_dataset("cityscapes", "val", root=root)

@@ -63,7 +63,8 @@ def _uncoded_hard_bits(link: DigitalLink, bits: torch.Tensor, channel, esno_db: 
 
 def _assert_binomial(errors: int, trials: int, p: float) -> None:
     sigma = math.sqrt(trials * p * (1 - p))
-    assert abs(errors - trials * p) <= 3 * sigma + 1, f"{errors} errors in {trials}, expected {trials * p:.1f} +- {3 * sigma:.1f}"
+    expected = f"expected {trials * p:.1f} +- {3 * sigma:.1f}"
+    assert abs(errors - trials * p) <= 3 * sigma + 1, f"{errors} errors in {trials}, {expected}"
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,7 @@ def test_shipped_scenarios_validate(path):
 
 def test_quickstart_values():
     sc = load_scenario(REPO / "scenarios" / "quickstart.yaml")
-    assert sc.snr_values == [2.0, 6.0, 10.0, 14.0, 18.0, 22.0]
+    assert sc.snr_values == [0.0, 6.0, 7.0, 8.0, 9.0, 10.0, 15.0, 20.0, 25.0, 30.0]
     assert sc.link.modulation == 16 and sc.link.code.k * 3 == sc.link.code.n * 2
     assert sc.dataset.name == "synthetic"
 

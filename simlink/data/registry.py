@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -18,7 +19,7 @@ class DatasetSpec:
     Attributes:
         name: registry key, e.g. ``"cifar10"``.
         description: one line for ``simlink list``.
-        splits: accepted split names; ``None`` when any name is accepted (``folder`` ignores it,
+        splits: accepted split names; empty when any name is accepted (``folder`` ignores it,
             ``npz`` reads ``<split>.npz``).
         has_labels: images carry class labels (``None``: depends on the files).
         has_masks: images carry segmentation masks (``None``: depends on the files).
@@ -28,7 +29,7 @@ class DatasetSpec:
 
     name: str
     description: str
-    splits: tuple[str, ...] | None
+    splits: tuple[str, ...]
     has_labels: bool | None
     has_masks: bool | None
     loader: Callable[..., ImageSet]
@@ -38,7 +39,8 @@ class DatasetSpec:
 DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in [
-        DatasetSpec("synthetic", "embedded procedural shapes on textures, 32x32 or 64x64, 8 classes + masks, no files",
+        DatasetSpec("synthetic",
+                    "embedded procedural shapes on textures, 32x32 or 64x64, 8 classes + masks, no files",
                     tuple(synthetic.SPLIT_SIZES), True, True, synthetic.load_synthetic),
         DatasetSpec("cifar10", "CIFAR-10, 32x32, 10 classes (official python batches or packed npz)",
                     cifar10.SPLITS, True, False, cifar10.load_cifar10, downloadable=True),
@@ -49,9 +51,9 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec("cityscapes", "Cityscapes, 2048x1024, 19 train-id classes (official leftImg8bit + gtFine)",
                     cityscapes.SPLITS, False, True, cityscapes.load_cityscapes),
         DatasetSpec("folder", "every image file in `root` sorted by name (e.g. Kodak), no labels",
-                    None, False, False, folder.load_folder),
+                    (), False, False, folder.load_folder),
         DatasetSpec("npz", "any packed offline .npz (`root` = file, or folder with <split>.npz)",
-                    None, None, None, npz.load_npz),
+                    (), None, None, npz.load_npz),
     ]
 }
 
@@ -61,10 +63,11 @@ def list_datasets() -> list[tuple[str, str]]:
     return [(s.name, s.description) for s in DATASETS.values()]
 
 
-def _check_int(name: str, value, minimum: int, allow_none: bool = True):
+def _check_int(name: str, value, minimum: int, allow_none: bool = True) -> int | None:
+    """``value`` as ``int`` (or ``None`` when allowed); ``ValueError`` naming ``name`` otherwise."""
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}{' or None' if allow_none else ''}, got {value!r}")
     return int(value)
 
@@ -98,7 +101,7 @@ def load_dataset(name: str, split: str = "test", n_images: int | None = None, im
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
     spec = DATASETS[name]
-    if spec.splits is not None and split not in spec.splits:
+    if spec.splits and split not in spec.splits:
         raise ValueError(f"dataset {name!r} has no split {split!r}; available: {', '.join(spec.splits)}")
     n_images = _check_int("n_images", n_images, 1)
     image_size = _check_int("image_size", image_size, 1)

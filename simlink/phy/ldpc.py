@@ -48,6 +48,8 @@ class BPDecoder:
         check_every: iterations of the first chunk (and of every chunk after one in which enough
             codewords stopped); chunks double up to ``MAX_CHUNK`` while few stop. Affects speed only.
         device: torch device string.
+
+    Not re-entrant: a call keeps its monitoring state on the instance (one decoder per thread).
     """
 
     MAX_CHUNK = 8

@@ -165,11 +165,10 @@ class DigitalLink:
         cfg = self.config
         layout = plan_layout([len(s) for s in streams], cfg.payload_bits_per_block)
         payload = streams_to_blocks(streams, layout, self.device)  # float32 [num_cw, P]
-        if layout.num_blocks:
-            coded = self.encoder(self.crc.attach(payload))  # [num_cw, n]
-            symbols = self.mapper(coded).to(torch.complex64)
-        else:
-            symbols = torch.zeros(0, cfg.symbols_per_codeword, dtype=torch.complex64, device=self.device)
+        symbols = torch.empty(layout.num_blocks, cfg.symbols_per_codeword, dtype=torch.complex64, device=self.device)
+        step = cfg.batch_codewords(str(self.device))
+        for a in range(0, layout.num_blocks, step):  # CRC -> LDPC [B, n] -> QAM [B, S], chunked for memory
+            symbols[a : a + step] = self.mapper(self.encoder(self.crc.attach(payload[a : a + step])))
         return TxFrame(
             symbols=symbols,
             block_image=layout.block_image,
@@ -240,7 +239,7 @@ class DigitalLink:
         num_cw, k = tx.num_codewords, self.config.code.k
         bits = torch.empty(num_cw, k, dtype=torch.float32, device=self.device)
         iters = torch.empty(num_cw, dtype=torch.int32, device=self.device)
-        step = self.config.max_codewords_per_batch
+        step = self.config.batch_codewords(str(self.device))
         for a in range(0, num_cw, step):
             b = min(a + step, num_cw)
             bits[a:b], iters[a:b] = self.decoder(llr_of(a, b))

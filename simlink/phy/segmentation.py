@@ -171,10 +171,10 @@ class BlockCRC:
 
     def attach(self, blocks: torch.Tensor) -> torch.Tensor:
         """Append the CRC: ``float32[B, P]`` -> ``float32[B, P + crc_len]`` (0/1)."""
-        if self._encoder is None or blocks.shape[0] == 0:
-            if self._encoder is None:
-                return blocks
-            return torch.zeros(0, self.payload_bits + self.length, dtype=blocks.dtype, device=blocks.device)
+        if self._encoder is None:
+            return blocks
+        if blocks.shape[0] == 0:
+            return blocks.new_zeros(0, self.payload_bits + self.length)
         return self._encoder(blocks)
 
     def check(self, blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

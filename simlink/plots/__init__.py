@@ -78,7 +78,8 @@ def _save(fig, out_dir: Path, name: str) -> list[Path]:
 def _panels(n: int, ncols: int | None = None, size=(4.2, 3.2)):
     ncols = ncols or min(n, 3)
     nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False,
+                             layout="constrained")
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, axes.flat
@@ -104,8 +105,14 @@ def plot_quality_vs_snr(df: pd.DataFrame, metric: str, out_dir: Path) -> list[Pa
         ax.set_xlabel(r"$E_s/N_0$ [dB]")
         ax.set_ylabel(METRIC_LABELS.get(metric, metric))
         ax.grid(True, alpha=0.3)
-    axes[0].legend(fontsize=7, ncols=1 if len(set(df["op"])) < 8 else 2)
+    _legend_outside(fig, axes[0])
     return _save(fig, out_dir, f"{metric}_vs_snr")
+
+
+def _legend_outside(fig, ax) -> None:
+    """One legend for the figure, right of the panels (so it never hides data)."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", fontsize=7, ncols=1 if len(labels) <= 20 else 2, frameon=False)
 
 
 def _pick_snrs(snrs: list[float], k: int = 3) -> list[float]:
@@ -122,7 +129,8 @@ def plot_quality_vs_bpp(df: pd.DataFrame, metric: str, out_dir: Path) -> list[Pa
     snrs = _pick_snrs(sorted(df["snr_db"].unique()))
     avg = _average(df, ["method", "op", "channel", "snr_db"], [metric, "bpp", f"{metric}_clean"])
     ncols = len(snrs) + 1
-    fig, axes = plt.subplots(len(channels), ncols, figsize=(3.6 * ncols, 3.0 * len(channels)), squeeze=False)
+    fig, axes = plt.subplots(len(channels), ncols, figsize=(3.6 * ncols, 3.0 * len(channels)), squeeze=False,
+                             layout="constrained")
     for r, ch in enumerate(channels):
         for c in range(ncols):
             ax = axes[r, c]
@@ -139,8 +147,7 @@ def plot_quality_vs_bpp(df: pd.DataFrame, metric: str, out_dir: Path) -> list[Pa
             ax.set_xlabel("rate [bit/pixel]")
             ax.set_ylabel(METRIC_LABELS.get(metric, metric))
             ax.grid(True, alpha=0.3)
-    axes[0, 0].legend(fontsize=7)
-    fig.tight_layout()
+    _legend_outside(fig, axes[0, 0])
     return _save(fig, out_dir, f"{metric}_vs_bpp")
 
 
@@ -179,7 +186,7 @@ def plot_lost_vs_snr(df: pd.DataFrame, out_dir: Path) -> list[Path]:
         ax.set_ylabel(METRIC_LABELS["lost_frac"])
         ax.set_ylim(-0.03, 1.03)
         ax.grid(True, alpha=0.3)
-    axes[0].legend(fontsize=7)
+    _legend_outside(fig, axes[0])
     return _save(fig, out_dir, "lost_vs_snr")
 
 

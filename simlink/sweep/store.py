@@ -108,11 +108,19 @@ class ResultStore:
         self._rows[self.key_of(row)] = row
 
     def frame(self) -> pd.DataFrame:
-        """The table, in grid order."""
+        """The table in grid order: method, operating point, channel as in the scenario, then
+        SNR and repeat ascending. Rows of the same context from earlier runs that the current
+        grid no longer names are kept (nothing computed is dropped), sorted into place."""
         keys = list(self._rows)
         if self._order is not None:
-            rank = {k: i for i, k in enumerate(self._order)}
-            keys.sort(key=lambda k: rank.get(k, len(rank)))
+            rank: dict = {}
+            for m, op, ch, _, _ in self._order:
+                rank.setdefault(("m", m), len(rank))
+                rank.setdefault(("o", m, op), len(rank))
+                rank.setdefault(("c", ch), len(rank))
+            big = len(rank)
+            keys.sort(key=lambda k: (rank.get(("m", k[0]), big), rank.get(("o", k[0], k[1]), big),
+                                     rank.get(("c", k[2]), big), k[3], k[4]))
         return pd.DataFrame([self._rows[k] for k in keys])
 
     def flush(self) -> None:

@@ -59,7 +59,8 @@ def load_cifar10(split: str = "test", n_images: int | None = None, image_size: i
     parts = [read_batch(folder / rel) for rel in layout.files]
     images = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
-    idx = select_indices(len(images), n_images, seed, f"{NAME}/{split}")
-    return ImageSet(images=resize_crop_batch(images[idx], image_size), labels=labels[idx], classes=list(CLASSES), name=NAME, split=split,
+    idx = select_indices(len(images), n_images, seed, f"{NAME}/{split}", labels)
+    return ImageSet(images=resize_crop_batch(images[idx], image_size), labels=labels[idx], classes=list(CLASSES),
+                    name=NAME, split=split,
                     meta={"root": str(folder), "layout": layout.name, "n_available": len(images),
                           "seed": seed, "image_size": image_size})

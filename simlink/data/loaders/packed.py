@@ -66,13 +66,14 @@ def load_packed(path: Path, *, name: str, split: str, n_images: int | None, imag
         if "masks" in keys:
             masks = z["masks"]
             if masks.dtype != np.uint8 or masks.ndim != 3 or len(masks) != n_total:
-                raise ValueError(f"{path}: 'masks' must be uint8[{n_total}, H, W], got {masks.dtype}{list(masks.shape)}")
+                raise ValueError(f"{path}: 'masks' must be uint8[{n_total}, H, W], "
+                                 f"got {masks.dtype}{list(masks.shape)}")
         if "classes" in keys:
             classes = [str(c) for c in z["classes"]]
         if "ignore_index" in keys:
             ignore_index = int(z["ignore_index"])
 
-    idx = select_indices(n_total, n_images, seed, what)
+    idx = select_indices(n_total, n_images, seed, what, labels)
     imgs, msks = [], ([] if masks is not None else None)
     for i in idx:
         img = decode_rgb(data[offsets[i]:offsets[i + 1]])

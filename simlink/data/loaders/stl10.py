@@ -61,7 +61,7 @@ def load_stl10(split: str = "test", n_images: int | None = None, image_size: int
             raise ValueError(f"{y_path}: expected {n_total} labels in 1..10, got {len(raw)} "
                              f"in {raw.min(initial=0)}..{raw.max(initial=0)}")
         labels = raw.astype(np.int64) - 1
-    idx = select_indices(n_total, n_images, seed, f"{NAME}/{split}")
+    idx = select_indices(n_total, n_images, seed, f"{NAME}/{split}", labels)
     x = np.memmap(x_path, dtype=np.uint8, mode="r", shape=(n_total, 3, SIDE, SIDE))
     images = np.ascontiguousarray(x[idx].transpose(0, 3, 2, 1))
     del x

@@ -1,6 +1,7 @@
 """Subset selection and geometry shared by the real-data loaders.
 
-* :func:`select_indices`: which images to load (deterministic shuffle by seed, first ``n``).
+* :func:`select_indices`: which images to load (deterministic, class-balanced shuffle by seed;
+  first ``n``).
 * :func:`resize_crop`: shorter side to ``size`` (bilinear for images, nearest for masks),
   then a centre crop to ``size x size``.
 * :func:`stack`: list of per-image arrays to one batch, with a clear error on mixed sizes.
@@ -14,16 +15,20 @@ import numpy as np
 from PIL import Image
 
 
-def select_indices(n_total: int, n_images: int | None, seed: int, what: str) -> np.ndarray:
+def select_indices(n_total: int, n_images: int | None, seed: int, what: str,
+                   labels: np.ndarray | None = None) -> np.ndarray:
     """Indices of the images to load.
 
     Args:
         n_total: images available.
         n_images: ``None`` for all of them in their native order; else the first ``n_images``
-            of ``numpy.random.default_rng(seed).permutation(n_total)`` (a fair sample even when
-            the files are ordered by class; a smaller ``n`` gives a prefix of a larger one).
+            of a deterministic shuffle by ``seed`` (a smaller ``n`` gives a prefix of a larger one).
         seed: non-negative integer.
         what: dataset / split description for the error message.
+        labels: ``int[n_total]`` class per image, or ``None``. With labels the shuffle is
+            class-balanced: each class's images in random order, taken round-robin over the
+            classes (in a random class order), so any prefix holds every class equally often
+            (within one image) while classes last -- even when the files are ordered by class.
 
     Returns:
         ``int64[n]`` indices into ``0..n_total-1``.
@@ -35,7 +40,19 @@ def select_indices(n_total: int, n_images: int | None, seed: int, what: str) -> 
         return np.arange(n_total, dtype=np.int64)
     if n_images > n_total:
         raise ValueError(f"{what}: n_images={n_images} requested but only {n_total} images are available")
-    return np.random.default_rng(seed).permutation(n_total)[:n_images].astype(np.int64)
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n_total)
+    if labels is not None:
+        lab = np.asarray(labels)[perm]
+        classes, cls_id = np.unique(lab, return_inverse=True)
+        class_pos = rng.permutation(len(classes))[cls_id]
+        # Rank of each image within its class (in shuffled order), then order by (rank, class position).
+        by_class = np.argsort(cls_id, kind="stable")
+        starts = np.searchsorted(cls_id[by_class], np.arange(len(classes)))
+        rank = np.empty(n_total, np.int64)
+        rank[by_class] = np.arange(n_total) - starts[cls_id[by_class]]
+        perm = perm[np.argsort(rank * len(classes) + class_pos, kind="stable")]
+    return perm[:n_images].astype(np.int64)
 
 
 def resize_crop(image: np.ndarray, mask: np.ndarray | None, size: int | None):
