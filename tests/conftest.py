@@ -26,3 +26,13 @@ def tiny_scenario_dict() -> dict:
         "channels": [{"name": "awgn"}],
         "snr_db": [0.0, 30.0],
     }
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small tensors: one intra-op thread is about as fast, and immune to CPU oversubscription
+    (OpenMP threads waiting on a descheduled peer can be 10x slower when other jobs share the cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -22,14 +22,7 @@ QPSK_HALF = LinkConfig(code=CodeConfig(k=128, n=256, num_iter=10), modulation=4)
 QAM64_HIGH = LinkConfig(code=CodeConfig(k=128, n=144, num_iter=10), modulation=64)  # rate 0.89
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small tensors: one intra-op thread is about as fast, and immune to CPU oversubscription
-    (OpenMP threads waiting on a descheduled peer can be 10x slower when other jobs share the cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _one_block_streams(cfg: LinkConfig, count: int, seed: int) -> list[bytes]:

@@ -10,14 +10,7 @@ from simlink.phy import AWGNChannel, CodeConfig, DigitalLink, LinkConfig
 from simlink.phy.segmentation import BlockCRC, blocks_to_streams, plan_layout, streams_to_blocks
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small tensors: one intra-op thread is about as fast, and immune to CPU oversubscription
-    (OpenMP threads waiting on a descheduled peer can be 10x slower when other jobs share the cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _lengths(payload_bits: int, rng: np.random.Generator) -> list[int]:

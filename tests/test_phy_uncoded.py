@@ -14,14 +14,7 @@ from simlink.phy.link import sionna_seed
 from simlink.phy.snr import esno_db_to_no
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small tensors: one intra-op thread is about as fast, and immune to CPU oversubscription
-    (OpenMP threads waiting on a descheduled peer can be 10x slower when other jobs share the cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def gray_qam_ber(m_order: int, esno_db: float) -> float:
