@@ -54,7 +54,7 @@ def _sweep(snrs: list[float], out: str) -> dict:
         {
             "name": "bench_snr",
             "seed": 1,
-            "device": "cpu",
+            "device": "auto",  # a GPU when there is one: where real sweeps run
             "dataset": {"name": "synthetic", "n_images": 16, "image_size": 64},
             "methods": [
                 {"name": "jpeg", "target_bpp": [0.5, 1.0, 2.0]},
@@ -101,6 +101,7 @@ def bench_snr_sweep() -> dict:
         "link_s_per_snr_point_8": round(many["link_s"] / len(eight), 2),
         "link_s_per_snr_point_1": round(one["link_s"], 2),
         "target_ratio": "< 2",
+        "device": "cuda" if __import__("torch").cuda.is_available() else "cpu",
     }
 
 

@@ -507,3 +507,21 @@ def test_shared_camvid():
     assert s.masks.max() <= 11 and s.ignore_index == 11 and len(s.classes) == 11
     native = load_dataset("camvid", "test", n_images=2, root=SHARED / "camvid")
     assert native.images.shape == (2, 360, 480, 3) and native.meta["n_available"] == 233
+
+
+def test_cifar_batch_refuses_code_in_pickles(tmp_path):
+    """A pickle that names an arbitrary callable (how a malicious batch runs code) is refused."""
+    import os
+    import pickle
+
+    from simlink.data.loaders.cifar10 import read_batch
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned > " + str(tmp_path / "pwned"),))
+
+    p = tmp_path / "data_batch_1"
+    p.write_bytes(pickle.dumps({b"data": Evil(), b"labels": [0]}))
+    with pytest.raises(ValueError, match="refusing to load"):
+        read_batch(p)
+    assert not (tmp_path / "pwned").exists()

@@ -36,10 +36,38 @@ def layouts(split: str) -> list[Layout]:
     ]
 
 
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickler that builds only plain containers and numpy arrays (what a CIFAR batch holds).
+
+    Any other global a pickle names (the way a malicious file would run code) is refused.
+    """
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("_codecs", "encode"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a CIFAR batch file")
+        return super().find_class(module, name)
+
+
 def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """One official pickled batch -> ``(uint8[n, 32, 32, 3] RGB, int64[n] labels)``."""
+    """One official pickled batch -> ``(uint8[n, 32, 32, 3] RGB, int64[n] labels)``.
+
+    Read with a restricted unpickler: only numpy arrays and plain containers are built.
+    """
     with open(path, "rb") as f:
-        d = pickle.load(f, encoding="bytes")
+        try:
+            d = _BatchUnpickler(f, encoding="bytes").load()
+        except pickle.UnpicklingError as e:
+            raise ValueError(f"{path}: not a CIFAR-10 python batch ({e})") from None
     if not isinstance(d, dict) or b"data" not in d or b"labels" not in d:
         raise ValueError(f"{path}: not a CIFAR-10 python batch (expected a dict with b'data' and b'labels')")
     data = np.asarray(d[b"data"], dtype=np.uint8)
