@@ -9,7 +9,7 @@ Example YAML::
       code: {name: ldpc5g, k: 1024, n: 1536, num_iter: 20, cn_update: boxplus-phi, early_stop: true}
       modulation: 16
       crc: 24A
-      max_codewords_per_batch: null  # 512 on CPU, 16384 on GPU
+      max_codewords_per_batch: null  # 128 on CPU, 16384 on GPU
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ class LinkConfig(BaseModel):
             ok by comparing with the sent bits (a genie check, see :class:`simlink.phy.link.RxResult`).
         max_codewords_per_batch: at most this many codewords are demapped and decoded at once
             (a speed / device-memory knob; results do not depend on it). ``None`` (default):
-            512 on CPU, 16384 on a GPU.
+            128 on CPU, 16384 on a GPU.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -110,15 +110,15 @@ class LinkConfig(BaseModel):
     modulation: int = 16
     crc: Literal["24A", "24B", "24C", "16", "11", "6"] | None = "24A"
     max_codewords_per_batch: int | None = Field(
-        None, ge=1, description="codewords per device batch; None = 512 on CPU, 16384 on a GPU"
+        None, ge=1, description="codewords per device batch; None = 128 on CPU, 16384 on a GPU"
     )
 
     def batch_codewords(self, device: str) -> int:
         """Codewords per decoding batch on ``device``: the configured value, else a default that
-        suits it (on CPU, BP time per codeword doubles above ~1000 codewords per batch)."""
+        suits it (on CPU, small batches are fastest: measured 0.23 Mbit/s at 128 vs 0.20 at 512 and 1024)."""
         if self.max_codewords_per_batch is not None:
             return self.max_codewords_per_batch
-        return 512 if str(device).startswith("cpu") else 16384
+        return 128 if str(device).startswith("cpu") else 16384
 
     @field_validator("modulation", mode="after")
     @classmethod
