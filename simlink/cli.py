@@ -12,6 +12,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from simlink.errors import SimlinkError
@@ -23,7 +24,7 @@ out = Console() if sys.stdout.isatty() else Console(width=200)
 
 
 def _fail(e: Exception, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -95,14 +96,14 @@ def list_things() -> None:
 
     for title, rows in (
         ("datasets", list_datasets()),
-        ("methods", [(n, f"[{c.kind}] {c.description}") for n, c in METHODS.items()]),
+        ("methods", [(n, f"({c.kind}) {c.description}") for n, c in METHODS.items()]),
         ("channels", [(n, d) for n, d in CHANNELS.items()]),
     ):
         t = Table(title=title, show_header=False, title_justify="left")
         t.add_column("name", style="bold")
         t.add_column("description")
         for name, desc in rows:
-            t.add_row(name, desc)
+            t.add_row(escape(name), escape(desc))
         out.print(t)
 
 

@@ -67,3 +67,16 @@ def test_cli_list_validate_run_plot(tmp_path, tiny_scenario_dict):
     r = runner.invoke(app, ["plot", str(tmp_path / "nothing")])
     assert r.exit_code == 2 and "no results table" in r.output
     assert np.isfinite(pd.read_parquet(out / "results.parquet").psnr).all()
+
+
+def test_cli_missing_dataset_is_a_clear_error(tmp_path, tiny_scenario_dict, monkeypatch):
+    monkeypatch.delenv("SIMLINK_DATA", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no download cache either
+    tiny_scenario_dict["dataset"] = {"name": "cifar10", "n_images": 4, "root": str(tmp_path / "nowhere")}
+    sc = tmp_path / "s.yaml"
+    sc.write_text(yaml.safe_dump(tiny_scenario_dict))
+    r = runner.invoke(app, ["run", str(sc), "--out", str(tmp_path / "o"), "--quiet"])
+    assert r.exit_code == 2
+    text = r.output.replace("\n", " ")
+    assert "dataset 'cifar10' (split 'test') not found" in text
+    assert str(tmp_path / "nowhere") in text and "[root]" in text and "test.npz" in text
