@@ -185,3 +185,12 @@ def test_decode_anyway_never_crashes_on_corruption(tmp_path, tiny_scenario_dict)
     df = _run(tiny_scenario_dict, tmp_path / "r")
     assert (df.concealed_frac <= df.lost_frac + 1e-12).all()
     assert np.isfinite(df.psnr).all()
+
+
+def test_target_met_fraction_reports_unreachable_rates(tmp_path, tiny_scenario_dict):
+    tiny_scenario_dict["methods"] = [{"name": "jpeg", "target_bpp": [0.1, 8.0]}]
+    tiny_scenario_dict["snr_db"] = [30.0]
+    df = _run(tiny_scenario_dict, tmp_path / "r")
+    low, high = df[df.op == "bpp=0.10"].iloc[0], df[df.op == "bpp=8.00"].iloc[0]
+    assert low.target_met_frac == 0.0 and low.bpp > 0.1  # headers alone exceed 0.1 bpp on 32x32
+    assert high.target_met_frac == 1.0 and high.bpp <= 8.0

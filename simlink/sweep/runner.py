@@ -177,6 +177,8 @@ def _summarise(
     row["ber"] = rx.bit_errors / total_bits if total_bits else math.nan
     row["lost_frac"], row["lost_frac_ci"] = _rate_ci(int(outcome.lost.sum()), n)
     row["concealed_frac"] = float(outcome.concealed.mean())
+    met = src.payload.meta.get("target_met")
+    row["target_met_frac"] = float(np.mean(met)) if met is not None else math.nan
     row["n_images"] = n
     row["n_blocks"] = n_blocks
     row["n_block_errors"] = n_err
