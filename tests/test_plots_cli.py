@@ -8,7 +8,7 @@ import yaml
 from typer.testing import CliRunner
 
 from simlink.cli import app
-from simlink.plots import make_plots, method_style
+from simlink.plots import make_plots, method_styles
 
 runner = CliRunner()
 
@@ -37,9 +37,12 @@ def test_make_plots_writes_every_figure(tmp_path):
     assert (tmp_path / "psnr_vs_snr.pdf").read_bytes().startswith(b"%PDF")
 
 
-def test_method_style_is_stable_and_distinct():
-    assert method_style("jpeg") == method_style("jpeg")
-    assert method_style("jpeg")["color"] != method_style("webp")["color"]
+def test_method_styles_are_stable_and_distinct():
+    a = method_styles(pd.DataFrame({"method": ["jpeg", "bpg", "webp", "jpeg-b"]}))
+    b = method_styles(pd.DataFrame({"method": ["webp", "jpeg"]}))
+    assert a["jpeg"] == b["jpeg"] and a["webp"] == b["webp"]  # registry names keep their style
+    styles = [tuple(v.items()) for v in a.values()]
+    assert len(set(styles)) == len(styles)  # custom labels never collide with another method
 
 
 def test_cli_list_validate_run_plot(tmp_path, tiny_scenario_dict):

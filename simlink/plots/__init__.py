@@ -11,7 +11,7 @@
 
 Each figure is saved as vector PDF and as PNG. Values are averaged over repeats weighted by
 the number of images (BLER: pooled block counts). A method keeps its colour and marker in
-every figure and every run (by its place in the method registry, else by a hash of its name).
+every figure (by its place in the method registry; custom labels take the next free styles).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import pandas as pd  # noqa: E402
 
 COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442", "#8C564B", "#7F7F7F"]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "*"]
-LINESTYLES = ["-", "--", "-.", ":"]
+LINESTYLES = ["-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1))]
 METRIC_LABELS = {
     "psnr": "PSNR [dB]",
     "ssim": "SSIM",
@@ -38,16 +38,23 @@ METRIC_LABELS = {
 }
 
 
-def method_style(method: str, method_name: str | None = None) -> dict:
-    """Colour and marker of a method, stable across figures and runs."""
+def method_styles(df: pd.DataFrame) -> dict[str, dict]:
+    """Colour and marker per method of a table, distinct within the table.
+
+    A method under its registry name always gets the same style (its place in the registry),
+    in every figure and every run; other display names (``label:`` in the scenario) take the
+    first free styles after those, in order of appearance.
+    """
     from simlink.methods import METHODS
 
-    names = list(METHODS)
-    if method in names:
-        i = names.index(method)
-    else:
-        i = int(hashlib.md5(method.encode()).hexdigest(), 16)
-    return {"color": COLORS[i % len(COLORS)], "marker": MARKERS[i % len(MARKERS)]}
+    registry = list(METHODS)
+    names = list(dict.fromkeys(df["method"]))
+    slots = {m: registry.index(m) for m in names if m in registry}
+    free = (i for i in range(len(registry), 10**6) if i not in slots.values())
+    for m in names:
+        if m not in slots:
+            slots[m] = next(free)
+    return {m: {"color": COLORS[i % len(COLORS)], "marker": MARKERS[i % len(MARKERS)]} for m, i in slots.items()}
 
 
 def _average(df: pd.DataFrame, by: list[str], metrics: list[str]) -> pd.DataFrame:
@@ -87,6 +94,7 @@ def _panels(n: int, ncols: int | None = None, size=(4.2, 3.2)):
 
 def plot_quality_vs_snr(df: pd.DataFrame, metric: str, out_dir: Path) -> list[Path]:
     """``metric`` vs Es/N0, one panel per channel, a line per (method, op)."""
+    styles = method_styles(df)
     channels = list(dict.fromkeys(df["channel"]))
     avg = _average(df, ["method", "op", "channel", "snr_db"], [metric, "bpp"])
     ranks = _op_order(df)
@@ -95,7 +103,7 @@ def plot_quality_vs_snr(df: pd.DataFrame, metric: str, out_dir: Path) -> list[Pa
         sub = avg[avg["channel"] == ch]
         for (m, op), g in sub.groupby(["method", "op"], sort=False):
             g = g.sort_values("snr_db")
-            st = method_style(m)
+            st = styles[m]
             ax.plot(
                 g["snr_db"], g[metric], color=st["color"], marker=st["marker"], markersize=4,
                 linestyle=LINESTYLES[ranks.get((m, op), 0) % len(LINESTYLES)],
@@ -125,6 +133,7 @@ def _pick_snrs(snrs: list[float], k: int = 3) -> list[float]:
 
 def plot_quality_vs_bpp(df: pd.DataFrame, metric: str, out_dir: Path) -> list[Path]:
     """Rate–distortion: ``metric`` vs bpp per channel (rows) and SNR (columns), plus error-free."""
+    styles = method_styles(df)
     channels = list(dict.fromkeys(df["channel"]))
     snrs = _pick_snrs(sorted(df["snr_db"].unique()))
     avg = _average(df, ["method", "op", "channel", "snr_db"], [metric, "bpp", f"{metric}_clean"])
@@ -141,7 +150,7 @@ def plot_quality_vs_bpp(df: pd.DataFrame, metric: str, out_dir: Path) -> list[Pa
             ycol = f"{metric}_clean" if clean else metric
             for m, g in sub.groupby("method", sort=False):
                 g = g.sort_values("bpp")
-                st = method_style(m)
+                st = styles[m]
                 ax.plot(g["bpp"], g[ycol], color=st["color"], marker=st["marker"], markersize=4, label=m)
             ax.set_title("error-free" if clean else f"{ch}, $E_s/N_0$ = {snrs[c]:g} dB", fontsize=9)
             ax.set_xlabel("rate [bit/pixel]")
@@ -171,13 +180,14 @@ def plot_bler_vs_snr(df: pd.DataFrame, out_dir: Path) -> list[Path]:
 
 def plot_lost_vs_snr(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Fraction of images with at least one failed code block vs Es/N0."""
+    styles = method_styles(df)
     channels = list(dict.fromkeys(df["channel"]))
     avg = _average(df, ["method", "op", "channel", "snr_db"], ["lost_frac", "bpp"])
     ranks = _op_order(df)
     fig, axes = _panels(len(channels))
     for ax, ch in zip(axes, channels):
         for (m, op), g in avg[avg["channel"] == ch].groupby(["method", "op"], sort=False):
-            st = method_style(m)
+            st = styles[m]
             g = g.sort_values("snr_db")
             ax.plot(g["snr_db"], g["lost_frac"], color=st["color"], marker=st["marker"], markersize=4,
                     linestyle=LINESTYLES[ranks.get((m, op), 0) % len(LINESTYLES)], label=f"{m} {op}")
