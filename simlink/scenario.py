@@ -62,6 +62,21 @@ class DatasetConfig(_Strict):
         return self
 
 
+class TaskConfig(_Strict):
+    """``task:`` — the receiver's frozen task model, applied to every decoded image.
+
+    ``model`` is a pretrained name (``resnet20_cifar10``) or the path of a model file written by
+    ``TaskModel.save``; ``weights`` is an explicit checkpoint path for a pretrained name
+    (otherwise ``$SIMLINK_WEIGHTS``, ``~/.cache/simlink/weights`` and the torch hub cache are
+    searched). The dataset must carry labels. Adds ``accuracy`` (top-1; plus ``top5`` when there
+    are more than 10 classes) to the results table.
+    """
+
+    kind: Literal["classification"] = "classification"
+    model: str
+    weights: str | None = None
+
+
 class SNRRange(_Strict):
     """``snr_db: {start, stop, step}`` — an inclusive range of Es/N0 values in dB."""
 
@@ -88,6 +103,7 @@ class Scenario(_Strict):
     link: LinkConfig = LinkConfig()
     channels: list[ChannelConfig] = Field(min_length=1)
     snr_db: list[float] | SNRRange = Field(description="Es/N0 per complex channel use, dB")
+    task: TaskConfig | None = None
     error_policy: Literal["conceal", "decode_anyway"] = "conceal"
     repeats: int = Field(1, ge=1, description="independent channel draws per (method, op, channel, SNR)")
 
@@ -166,6 +182,8 @@ class Scenario(_Strict):
             "seed": self.seed,
             "error_policy": self.error_policy,
         }
+        if self.task is not None:  # only when set, so scenarios without a task keep their hash
+            ctx["task"] = self.task.model_dump()
         return stable_hash(ctx)
 
     def to_yaml_dict(self) -> dict:

@@ -64,7 +64,10 @@ def test_killed_run_resumes_to_the_same_table(tmp_path, tiny_scenario_dict, sig)
 
 
 @pytest.mark.shared_data
-@pytest.mark.skipif(not (SHARED_DATA / "cifar10" / "test.npz").exists(), reason="../shared/data/cifar10 absent")
+@pytest.mark.skipif(
+    not ((SHARED_DATA / "cifar10" / "test.npz").exists() and (SHARED_DATA.parent / "weights" / "resnet20-12fca82f.th").exists()),
+    reason="../shared/data/cifar10 or ../shared/weights absent",
+)
 def test_paper_scenario_on_real_cifar10(tmp_path):
     """The TOSC-SR baseline scenario, shrunk (fewer images and SNRs), on the real CIFAR-10 copy."""
     from simlink.scenario import load_scenario
@@ -74,12 +77,17 @@ def test_paper_scenario_on_real_cifar10(tmp_path):
     sc = sc.model_copy(update={
         "dataset": sc.dataset.model_copy(update={"n_images": 8, "root": str(SHARED_DATA / "cifar10")}),
         "snr_db": [4.0, 30.0],
+        "task": sc.task.model_copy(update={"weights": str(SHARED_DATA.parent / "weights" / "resnet20-12fca82f.th")}),
     })
     df = run_scenario(sc, tmp_path / "r", quiet=True, plots=False)
     hi = df[df.snr_db == 30.0]
     assert (hi[hi.channel == "awgn"].lost_frac == 0).all()
     low = df[df.snr_db == 4.0]
     assert (low[low.channel == "awgn"].lost_frac == 1).all()  # below threshold (fading may get a lucky draw)
+    # the receiver's ResNet-20 sees the error-free images at high SNR and grey images below threshold
+    assert (hi.accuracy_clean >= 0).all() and hi.accuracy.notna().all()
+    best = hi[(hi.method == "jpeg2000") & (hi.channel == "awgn")].sort_values("bpp").iloc[-1]
+    assert best.accuracy > low[low.channel == "awgn"].accuracy.max()
     # on real photos a higher target rate buys quality
     clean = df.groupby(["method", "op"]).agg(bpp=("bpp", "mean"), psnr=("psnr_clean", "mean")).reset_index()
     for _, g in clean.groupby("method"):

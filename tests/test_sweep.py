@@ -14,7 +14,7 @@ from simlink.methods.base import DigitalPayload, OperatingPoint
 from simlink.metrics import psnr
 from simlink.scenario import parse_scenario
 from simlink.sweep import run_scenario
-from simlink.sweep.receiver import CONCEALMENT_VALUE, apply_error_policy, concealment_images, image_metrics
+from simlink.sweep.receiver import CONCEALMENT_VALUE, Measure, apply_error_policy, concealment_images, image_metrics
 from simlink.sweep.runner import SweepInterrupted
 
 REQUIRED = ["method", "op", "bpp", "cpp", "channel", "snr_db", "ebno_db", "psnr", "ssim", "ms_ssim",
@@ -163,19 +163,19 @@ def test_error_policies_per_image():
     received = [b"ok-a", b"ok-X", b"XX-c", b"ok-Y"]  # 1: CRC failed but decodable; 2: undecodable; 3: undetected error
     image_ok = np.array([True, False, False, True])
     op = OperatingPoint("x")
-    c = apply_error_policy("conceal", _FakeCodec(), op, sent, received, image_ok, orig, clean, conceal)
+    c = apply_error_policy("conceal", _FakeCodec(), op, sent, received, image_ok, Measure(orig), clean, conceal)
     assert c.lost.tolist() == [False, True, True, False]
     assert c.concealed.tolist() == [False, True, True, False]
     assert c.decoded_again == 1  # only image 3 (CRC passed, bytes differ)
     fake = image_metrics(orig, np.full_like(orig, 200))
     np.testing.assert_allclose(c.metrics["psnr"], [clean["psnr"][0], conceal["psnr"][1], conceal["psnr"][2], fake["psnr"][3]])
-    d = apply_error_policy("decode_anyway", _FakeCodec(), op, sent, received, image_ok, orig, clean, conceal)
+    d = apply_error_policy("decode_anyway", _FakeCodec(), op, sent, received, image_ok, Measure(orig), clean, conceal)
     assert d.concealed.tolist() == [False, False, True, False]  # decoder failure falls back to concealment
     assert d.decoded_again == 3
     np.testing.assert_allclose(d.metrics["psnr"], [clean["psnr"][0], fake["psnr"][1], conceal["psnr"][2], fake["psnr"][3]])
     assert (concealment_images(1, (2, 2, 3)) == CONCEALMENT_VALUE).all()
     with pytest.raises(ValueError, match="conceal, decode_anyway"):
-        apply_error_policy("drop", _FakeCodec(), op, sent, received, image_ok, orig, clean, conceal)
+        apply_error_policy("drop", _FakeCodec(), op, sent, received, image_ok, Measure(orig), clean, conceal)
 
 
 def test_decode_anyway_never_crashes_on_corruption(tmp_path, tiny_scenario_dict):

@@ -4,6 +4,7 @@
 
 * ``psnr_vs_snr``, ``ssim_vs_snr``, ``ms_ssim_vs_snr`` — quality vs Es/N0, one panel per channel,
   one line per (method, operating point);
+* ``accuracy_vs_snr``, ``accuracy_vs_bpp`` (``top5_vs_snr``) — when the scenario has a task model;
 * ``psnr_vs_bpp`` — rate–distortion: PSNR vs bpp, one row of panels per channel, one panel per
   selected SNR plus the error-free curve, one line per method;
 * ``bler_vs_snr`` — code-block error rate vs Es/N0 (log scale), one line per channel;
@@ -33,6 +34,8 @@ METRIC_LABELS = {
     "psnr": "PSNR [dB]",
     "ssim": "SSIM",
     "ms_ssim": "MS-SSIM",
+    "accuracy": "task accuracy (top-1)",
+    "top5": "task accuracy (top-5)",
     "bler": "BLER (code blocks)",
     "lost_frac": "lost images (fraction)",
 }
@@ -206,10 +209,12 @@ def make_plots(df: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     if df.empty:
         raise ValueError("the results table is empty: nothing to plot")
     paths: list[Path] = []
-    for metric in ("psnr", "ssim", "ms_ssim"):
+    for metric in ("psnr", "ssim", "ms_ssim", "accuracy", "top5"):
         if metric in df:
             paths += plot_quality_vs_snr(df, metric, out_dir)
-    paths += plot_quality_vs_bpp(df, "psnr", out_dir)
+    for metric in ("psnr", "accuracy"):
+        if metric in df:
+            paths += plot_quality_vs_bpp(df, metric, out_dir)
     paths += plot_bler_vs_snr(df, out_dir)
     paths += plot_lost_vs_snr(df, out_dir)
     return paths

@@ -39,6 +39,41 @@ def image_metrics(originals: np.ndarray, recon: np.ndarray) -> dict[str, np.ndar
     return {name: np.asarray(f(originals, recon), dtype=np.float64) for name, f in IMAGE_METRICS.items()}
 
 
+class Measure:
+    """Per-image metrics of reconstructions of (a subset of) the sent images.
+
+    Args:
+        originals: ``uint8[N, H, W, 3]`` the images that were sent.
+        labels: ``int64[N]`` class labels (needed with a task model).
+        task: a frozen classifier (:class:`simlink.tasks.TaskModel`) run on every reconstruction,
+            or ``None``. Adds ``accuracy`` (1.0 where the top-1 prediction is right, else 0.0) and,
+            for more than 10 classes, ``top5``.
+        device: torch device for the task model.
+
+    Calling ``measure(recon, idx)`` with ``recon uint8[len(idx), H, W, 3]`` reconstructions of
+    the images at ``idx`` (all images if ``idx`` is None) returns ``{name: float64[len(idx)]}``.
+    """
+
+    def __init__(self, originals: np.ndarray, labels: np.ndarray | None = None, task=None, device: str = "cpu"):
+        if task is not None and labels is None:
+            from simlink.errors import SimlinkError
+
+            raise SimlinkError("task: the dataset has no class labels, so a task model cannot be scored on it")
+        self.originals, self.labels, self.task, self.device = originals, labels, task, device
+
+    def __call__(self, recon: np.ndarray, idx: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        orig = self.originals if idx is None else self.originals[idx]
+        out = image_metrics(orig, recon)
+        if self.task is not None:
+            labels = self.labels if idx is None else self.labels[idx]
+            logits = self.task.logits(recon, device=self.device)
+            out["accuracy"] = (logits.argmax(axis=1) == labels).astype(np.float64)
+            if logits.shape[1] > 10:
+                top5 = np.argsort(-logits, axis=1)[:, :5]
+                out["top5"] = (top5 == labels[:, None]).any(axis=1).astype(np.float64)
+        return out
+
+
 @dataclass
 class Outcome:
     """Per-image result of one cell.
@@ -63,7 +98,7 @@ def apply_error_policy(
     sent: list[bytes],
     received: list[bytes],
     image_ok: np.ndarray,
-    originals: np.ndarray,
+    measure: Measure,
     clean_metrics: dict[str, np.ndarray],
     conceal_metrics: dict[str, np.ndarray],
 ) -> Outcome:
@@ -74,7 +109,7 @@ def apply_error_policy(
         method, op: the source decoder and its operating point.
         sent, received: per-image bitstreams before and after the link (same lengths).
         image_ok: ``bool[N]``, all code blocks of the image passed their CRC.
-        originals: ``uint8[N, H, W, 3]`` the images that were sent.
+        measure: computes per-image metrics of re-decoded images (see :class:`Measure`).
         clean_metrics: per-image metrics of the error-free reconstruction.
         conceal_metrics: per-image metrics of the concealment image.
     """
@@ -94,11 +129,11 @@ def apply_error_policy(
     idx = np.flatnonzero(to_decode)
     if idx.size:
         payload = DigitalPayload([received[i] for i in idx])
-        images, ok = method.decode(payload, op, originals.shape[1:])
+        images, ok = method.decode(payload, op, measure.originals.shape[1:])
         ok = np.asarray(ok, dtype=bool)
         good = idx[ok]
         if good.size:
-            fresh = image_metrics(originals[good], images[ok])
+            fresh = measure(images[ok], good)
             for k in metrics:
                 metrics[k][good] = fresh[k]
         bad = idx[~ok]

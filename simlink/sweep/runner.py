@@ -39,7 +39,7 @@ from simlink.phy.snr import ebno_db
 from simlink.scenario import Scenario
 from simlink.sweep.grid import Cell, cell_seed, expand_grid
 from simlink.sweep.provenance import device_info, git_revision, package_versions, resolve_device
-from simlink.sweep.receiver import apply_error_policy, concealment_images, image_metrics
+from simlink.sweep.receiver import Measure, apply_error_policy, concealment_images
 from simlink.sweep.store import ResultStore
 
 FLUSH_EVERY_S = 5.0
@@ -266,8 +266,15 @@ def run_scenario(
 
     with sw("link_setup"):
         link = DigitalLink(scenario.link, device=torch_device)
+    task = None
+    if scenario.task is not None:
+        from simlink.tasks import load_task_model
+
+        with sw("task_model"):
+            task = load_task_model(scenario.task.model, scenario.task.weights)
+    measure = Measure(originals, images.labels, task, device=torch_device)
     with sw("metrics"):
-        conceal = image_metrics(originals, concealment_images(len(originals), shape))
+        conceal = measure(concealment_images(len(originals), shape))
 
     groups: dict[tuple[str, str], list[Cell]] = defaultdict(list)
     for c in todo:
@@ -282,7 +289,7 @@ def run_scenario(
                 method, ops = method_by_name[mname]
                 op = ops[oplabel]
                 progress.describe(f"{mname} {oplabel}: encoding")
-                src = _source_side(method, op, originals, shape, link, sw)
+                src = _source_side(method, op, originals, shape, link, sw, measure)
                 for cell in group:
                     progress.describe(f"{mname} {oplabel} {cell.channel} {cell.snr_db:g} dB")
                     with sw("link"):
@@ -290,7 +297,7 @@ def run_scenario(
                     with sw("receiver"):
                         outcome = apply_error_policy(
                             scenario.error_policy, method, op, src.payload.streams, rx.streams,
-                            rx.image_ok, originals, src.clean_metrics, conceal,
+                            rx.image_ok, measure, src.clean_metrics, conceal,
                         )
                     store.add(_summarise(scenario, cell, method, op, src, rx, outcome, images.num_pixels))
                     n_computed += 1
@@ -336,7 +343,8 @@ def run_scenario(
     return df
 
 
-def _source_side(method: Method, op: OperatingPoint, originals: np.ndarray, shape, link, sw: Stopwatch) -> SourceSide:
+def _source_side(method: Method, op: OperatingPoint, originals: np.ndarray, shape, link, sw: Stopwatch,
+                 measure: Measure) -> SourceSide:
     """Encode, decode error-free, measure, and prepare the link frame for one (method, op)."""
     with sw("encode"):
         payload = method.encode(originals, op)
@@ -348,7 +356,7 @@ def _source_side(method: Method, op: OperatingPoint, originals: np.ndarray, shap
         bad = np.flatnonzero(~np.asarray(ok, dtype=bool)).tolist()
         raise SimlinkError(f"{method.name} {op.label}: cannot decode its own error-free streams for images {bad}")
     with sw("metrics"):
-        clean = image_metrics(originals, recon)
+        clean = measure(recon)
     with sw("link_prepare"):
         tx = link.prepare(payload.streams)
     return SourceSide(payload=payload, clean_metrics=clean, tx=tx, bits=payload.num_bits)

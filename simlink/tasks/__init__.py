@@ -19,9 +19,12 @@ from simlink.tasks.resnet_cifar import (
     load_resnet20_cifar10,
     resnet20,
 )
+from simlink.tasks.loading import PRETRAINED, load_task_model
 from simlink.tasks.weights import WeightsRecord, candidate_paths, load_state_dict, resolve_weights, sha256_file
 
 __all__ = [
+    "PRETRAINED",
+    "load_task_model",
     "ARCHITECTURES",
     "CIFAR10_CLASSES",
     "Normalize",
