@@ -230,11 +230,8 @@ def _format_one(err: dict) -> str:
         text = "required key is missing"
     elif typ == "union_tag_invalid":
         text = f"{_fmt_value(ctx.get('tag'))} is not one of {ctx.get('expected_tags', '').replace(chr(39), '')}"
-    elif typ == "value_error" and isinstance((ctx or {}).get("error"), _NestedError):
-        ne: _NestedError = ctx["error"]
-        if ne.nested:
-            return ne.msg.replace("\n", "\n")  # already formatted with its own locations
-        return f"{ne.loc}: {ne.msg}"
+    elif typ == "value_error" and isinstance(ctx.get("error"), _NestedError):
+        return f"{ctx['error'].loc}: {ctx['error'].msg}"  # nested ones are expanded by _format_errors
     else:
         msg = err["msg"].removeprefix("Value error, ")
         shown = _fmt_value(value)
@@ -245,7 +242,8 @@ def _format_one(err: dict) -> str:
     return f"{loc}: {text}" if loc else text
 
 
-def _format_errors(e: ValidationError, prefix: str = "") -> str:
+def _format_errors(e: ValidationError) -> str:
+    """One line per problem, ``field.path: what is wrong`` (nested method errors expanded)."""
     lines = []
     for err in e.errors():
         ctx = err.get("ctx") or {}
@@ -255,7 +253,7 @@ def _format_errors(e: ValidationError, prefix: str = "") -> str:
                 lines.append(f"{ne.loc}.{line}")
             continue
         lines.append(_format_one(err))
-    return "\n".join(f"{prefix}{line}" for line in lines)
+    return "\n".join(lines)
 
 
 def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:

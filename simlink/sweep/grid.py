@@ -28,7 +28,12 @@ class Cell:
 
     @property
     def key(self) -> tuple:
-        return (self.method, self.op, self.channel, round(float(self.snr_db), 6), int(self.repeat))
+        return cell_key(self.method, self.op, self.channel, self.snr_db, self.repeat)
+
+
+def cell_key(method: str, op: str, channel: str, snr_db: float, repeat: int) -> tuple:
+    """The identity of a cell in the table (SNR rounded to 1e-6 dB so float noise cannot split it)."""
+    return (method, op, channel, round(float(snr_db), 6), int(repeat))
 
 
 def cell_seed(base_seed: int, cell: Cell) -> int:

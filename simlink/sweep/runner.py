@@ -21,7 +21,7 @@ import sys
 import time
 from collections import defaultdict
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
@@ -71,7 +71,7 @@ class SourceSide:
     payload: DigitalPayload
     clean_metrics: dict[str, np.ndarray]
     tx: object  # simlink.phy.TxFrame
-    bits: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    bits: np.ndarray  # int64[N] source bits per image
 
 
 class _Progress:

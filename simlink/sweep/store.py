@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from simlink.errors import SimlinkError
+from simlink.sweep.grid import cell_key
 
 KEY_COLUMNS = ["method", "op", "channel", "snr_db", "repeat"]
 
@@ -94,7 +95,7 @@ class ResultStore:
 
     @staticmethod
     def key_of(row: dict) -> tuple:
-        return (row["method"], row["op"], row["channel"], round(float(row["snr_db"]), 6), int(row["repeat"]))
+        return cell_key(row["method"], row["op"], row["channel"], row["snr_db"], row["repeat"])
 
     def done(self) -> set[tuple]:
         """Keys of the cells already in the table."""
