@@ -36,8 +36,9 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or messages (batch jobs)"),
     overwrite: bool = typer.Option(False, help="discard results already in the output folder instead of resuming"),
     no_plots: bool = typer.Option(False, "--no-plots", help="skip drawing plots"),
+    cache: Optional[Path] = typer.Option(None, help="model cache folder (default $SIMLINK_CACHE or ~/.cache/simlink)"),
 ) -> None:
-    """Run a scenario's sweep; resumes from results already in the output folder."""
+    """Run a scenario's sweep; trains missing learned models first; resumes from results already in the output folder."""
     from simlink.scenario import load_scenario
     from simlink.sweep.runner import SweepInterrupted, run_scenario
 
@@ -45,13 +46,58 @@ def run(
         sc = load_scenario(scenario)
         target = out_dir or Path("results") / sc.name
         df = run_scenario(sc, target, scenario_file=str(scenario), device=device, quiet=quiet,
-                          overwrite=overwrite, plots=not no_plots)
+                          overwrite=overwrite, plots=not no_plots, cache_root=cache)
     except SweepInterrupted as e:
         _fail(e, code=130)
     except SimlinkError as e:
         _fail(e)
     if not quiet:
         _print_summary(df)
+
+
+@app.command()
+def train(
+    scenario: Path = typer.Argument(..., help="scenario YAML file"),
+    device: Optional[str] = typer.Option(None, help="override the scenario's device: auto, cpu, cuda, cuda:N"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress messages"),
+    cache: Optional[Path] = typer.Option(None, help="model cache folder (default $SIMLINK_CACHE or ~/.cache/simlink)"),
+) -> None:
+    """Train (or find in the model cache) the task model and every learned method a scenario needs."""
+    from rich.table import Table
+
+    from simlink.methods import build_method
+    from simlink.scenario import load_scenario
+    from simlink.sweep.prepare import fit_methods, training_context
+    from simlink.sweep.provenance import resolve_device
+    from simlink.sweep.runner import _sigterm_as_interrupt
+
+    log = (lambda s: None) if quiet else (lambda s: err.print(escape(s), highlight=False))
+    try:
+        sc = load_scenario(scenario)
+        dev = resolve_device(device or sc.device)
+        methods = [build_method(c) for c in sc.methods]
+        with _sigterm_as_interrupt():
+            ctx = training_context(sc, dev, log, cache)
+            fit_methods(methods, ctx)
+    except KeyboardInterrupt:
+        _fail(SimlinkError("interrupted; checkpoints are saved in the model cache, rerun to resume"), code=130)
+    except SimlinkError as e:
+        _fail(e)
+    rows = [(m.config.display_name, r) for m in methods for r in m.training_report()]
+    if quiet:
+        return
+    if not rows:
+        out.print("nothing to train: every method in this scenario is a classic codec")
+        return
+    table = Table(title=f"trained models ({dev})")
+    for col in ("method", "op", "status", "train s", "bpp", "mse", "ce", "cache"):
+        table.add_column(col)
+    for name, r in rows:
+        last = r.get("last_epoch", {})
+        fmt = lambda k: f"{last[k]:.4g}" if k in last else "-"  # noqa: E731
+        table.add_row(name, r["op"], r["status"], f"{r.get('wall_s', 0):.0f}", fmt("bpp"), fmt("mse"), fmt("ce"),
+                      escape(str(r["cache"])))
+    out.print(table)
 
 
 def _print_summary(df) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -62,19 +63,53 @@ class DatasetConfig(_Strict):
         return self
 
 
+class TaskTrainConfig(_Strict):
+    """``task.train:`` — train the receiver classifier on the dataset's training split (cached).
+
+    Attributes:
+        split: training split of the scenario's dataset.
+        n_images: first ``n`` images of the split (``None``: all).
+        epochs, lr, batch_size: Adam with cross-entropy.
+        augment: random flips and 4-pixel shifts.
+        width: base width of the architecture (``small_cnn``).
+    """
+
+    split: str = "train"
+    n_images: int | None = Field(None, ge=2)
+    epochs: int = Field(10, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(64, ge=2)
+    augment: bool = True
+    width: int = Field(32, ge=1)
+
+
 class TaskConfig(_Strict):
     """``task:`` — the receiver's frozen task model, applied to every decoded image.
 
-    ``model`` is a pretrained name (``resnet20_cifar10``) or the path of a model file written by
-    ``TaskModel.save``; ``weights`` is an explicit checkpoint path for a pretrained name
-    (otherwise ``$SIMLINK_WEIGHTS``, ``~/.cache/simlink/weights`` and the torch hub cache are
-    searched). The dataset must carry labels. Adds ``accuracy`` (top-1; plus ``top5`` when there
-    are more than 10 classes) to the results table.
+    ``model`` is a pretrained name (``resnet20_cifar10``), the path of a model file written by
+    ``TaskModel.save``, or, with ``train:``, an architecture name (``small_cnn``) trained on the
+    dataset's training split and cached by a hash of the settings and the data. ``weights`` is an
+    explicit checkpoint path for a pretrained name (otherwise ``$SIMLINK_WEIGHTS``,
+    ``~/.cache/simlink/weights`` and the torch hub cache are searched). The dataset must carry
+    labels. Adds ``accuracy`` (top-1; plus ``top5`` when there are more than 10 classes) to the
+    results table. Learned methods with a task term (``tosc_sr``, ``rtd``) train against it.
     """
 
     kind: Literal["classification"] = "classification"
     model: str
     weights: str | None = None
+    train: TaskTrainConfig | None = None
+
+    @model_validator(mode="after")
+    def _trainable(self) -> "TaskConfig":
+        if self.train is not None:
+            trainable = ("small_cnn",)
+            if self.model not in trainable:
+                raise ValueError(f"model: {self.model!r} cannot be trained from a scenario; with 'train:' use one of "
+                                 f"{', '.join(trainable)}")
+            if self.weights is not None:
+                raise ValueError("weights: not used with 'train:' (the trained model is cached)")
+        return self
 
 
 class SNRRange(_Strict):
@@ -235,6 +270,8 @@ def _format_one(err: dict) -> str:
     else:
         msg = err["msg"].removeprefix("Value error, ")
         shown = _fmt_value(value)
+        if isinstance(value, dict) and loc and re.match(r"^[A-Za-z_][\w.]*: ", msg):
+            return f"{loc}.{msg}"  # a model-level check that names its field: "field: problem"
         if value is None or isinstance(value, dict) or msg.startswith((shown, str(value))):
             text = msg
         else:

@@ -9,6 +9,8 @@ from simlink.entropy.coder import (
     decode_factorized,
     decode_gaussian,
     decode_mixture,
+    SymbolReader,
+    SymbolWriter,
     encode_factorized,
     encode_gaussian,
     encode_mixture,
@@ -42,6 +44,8 @@ __all__ = [
     "decode_mixture",
     "encode_factorized",
     "decode_factorized",
+    "SymbolWriter",
+    "SymbolReader",
     "gaussian_support",
     "mixture_support",
 ]

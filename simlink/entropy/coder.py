@@ -1,6 +1,7 @@
 """Real entropy coding of integer symbols with constriction's range coder.
 
-Every ``encode_*`` returns ``bytes`` (the range coder's uint32 words, little-endian); the
+Every ``encode_*`` returns ``bytes`` (the range coder's uint32 words, little-endian, trailing zero
+bytes dropped: the decoder pads them back); the
 matching ``decode_*`` takes those bytes and the *same* model parameters and returns the
 exact symbols as int32. Streams are FIFO (``constriction.stream.queue``).
 
@@ -69,14 +70,74 @@ def _symbols(symbols) -> np.ndarray:
     return arr.astype(np.int64)
 
 
-def _decode(data: bytes, fn):
-    try:
-        decoder = _queue.RangeDecoder(_from_bytes(data))
-        return fn(decoder)
-    except DecodeError:
-        raise
-    except Exception as exc:  # constriction raises AssertionError/ValueError/... on bad data
-        raise DecodeError(f"entropy decoding failed (corrupted or truncated stream): {exc}") from exc
+# ----------------------------------------------------------------------------- one stream, several parts
+
+
+class SymbolWriter:
+    """Codes several groups of symbols (e.g. a hyper-latent, then a latent) into ONE range-coded
+    stream, so a learned codec's per-image bitstream pays the coder's flush overhead once.
+
+    >>> w = SymbolWriter(); w.factorized(z, tables); w.mixture(y, weights, means, scales)
+    >>> data = w.to_bytes()
+    >>> r = SymbolReader(data); z = r.factorized(tables, z.shape); y = r.mixture(weights, means, scales)
+
+    Each method takes the same arguments as the matching ``encode_*`` function (without the
+    stream) and the reader's methods must be called in the same order with the same parameters.
+    """
+
+    def __init__(self) -> None:
+        self._enc = _queue.RangeEncoder()
+
+    def gaussian(self, symbols, means, scales) -> None:
+        """Append int symbols [N] under discretised N(means, scales^2) (see :func:`encode_gaussian`)."""
+        _put_gaussian(self._enc, symbols, means, scales)
+
+    def mixture(self, symbols, weights, means, scales) -> None:
+        """Append int symbols [N] under discretised mixtures (see :func:`encode_mixture`)."""
+        _put_mixture(self._enc, symbols, weights, means, scales)
+
+    def factorized(self, symbols, tables: PmfTables) -> None:
+        """Append int symbols [B, C, H, W] under per-channel tables (see :func:`encode_factorized`)."""
+        _put_factorized(self._enc, symbols, tables)
+
+    def to_bytes(self) -> bytes:
+        """The stream so far, trailing zero bytes removed (the reader pads them back)."""
+        return _to_bytes(self._enc.get_compressed()).rstrip(b"\x00")
+
+
+class SymbolReader:
+    """Reads what a :class:`SymbolWriter` wrote, part by part, in the same order.
+
+    Each method raises :class:`simlink.errors.DecodeError` when constriction rejects the data;
+    a corrupted stream otherwise decodes to in-support symbols (possibly wrong), never hangs.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        self._data = bytes(data)
+        try:
+            self._dec = _queue.RangeDecoder(_from_bytes(self._data))
+        except Exception as exc:
+            raise DecodeError(f"entropy decoding failed (corrupted or truncated stream): {exc}") from exc
+
+    def _run(self, fn):
+        try:
+            return fn(self._dec)
+        except DecodeError:
+            raise
+        except Exception as exc:  # constriction raises AssertionError/ValueError/... on bad data
+            raise DecodeError(f"entropy decoding failed (corrupted or truncated stream): {exc}") from exc
+
+    def gaussian(self, means, scales) -> np.ndarray:
+        """int32 [N] symbols, N = len(means)."""
+        return _get_gaussian(self, means, scales)
+
+    def mixture(self, weights, means, scales) -> np.ndarray:
+        """int32 [N] symbols, N = len(weights)."""
+        return _get_mixture(self, weights, means, scales)
+
+    def factorized(self, tables: PmfTables, shape: tuple[int, int, int, int]) -> np.ndarray:
+        """int32 symbols of ``shape`` [B, C, H, W]."""
+        return _get_factorized(self, tables, shape)
 
 
 # ----------------------------------------------------------------------------- Gaussian
@@ -93,33 +154,42 @@ def gaussian_support(means, scales, tail_sigmas: float = TAIL_SIGMAS) -> tuple[i
     return lo, hi
 
 
+def _put_gaussian(enc, symbols, means, scales) -> None:
+    sym = _symbols(symbols)
+    n = sym.size
+    means = _as_params(means, n, "means").ravel()
+    scales = np.maximum(_as_params(scales, n, "scales").ravel(), SCALE_BOUND)
+    if n:
+        lo, hi = gaussian_support(means, scales)
+        enc.encode(np.clip(sym, lo, hi).astype(np.int32), _model.QuantizedGaussian(lo, hi), means, scales)
+
+
+def _get_gaussian(reader: "SymbolReader", means, scales) -> np.ndarray:
+    means = _as_params(means, name="means").ravel()
+    scales = np.maximum(_as_params(scales, means.size, "scales").ravel(), SCALE_BOUND)
+    if means.size == 0:
+        return np.zeros(0, dtype=np.int32)
+    lo, hi = gaussian_support(means, scales)
+    out = reader._run(lambda d: d.decode(_model.QuantizedGaussian(lo, hi), means, scales))
+    return np.asarray(out, dtype=np.int32)
+
+
 def encode_gaussian(symbols, means, scales) -> bytes:
     """Code int symbols [N] under N(means[i], scales[i]^2) discretised to the integers.
 
     means, scales: float [N] (scales in symbol units, lower-bounded by 0.11).
     Returns the compressed bytes.
     """
-    sym = _symbols(symbols)
-    n = sym.size
-    means = _as_params(means, n, "means").ravel()
-    scales = np.maximum(_as_params(scales, n, "scales").ravel(), SCALE_BOUND)
-    lo, hi = gaussian_support(means, scales)
-    enc = _queue.RangeEncoder()
-    if n:
-        enc.encode(np.clip(sym, lo, hi).astype(np.int32), _model.QuantizedGaussian(lo, hi),
-                   means, scales)
-    return _to_bytes(enc.get_compressed())
+    w = SymbolWriter()
+    w.gaussian(symbols, means, scales)
+    return w.to_bytes()
 
 
 def decode_gaussian(data: bytes, means, scales) -> np.ndarray:
     """Inverse of :func:`encode_gaussian`; returns int32 [N] with N = len(means)."""
-    means = _as_params(means, name="means").ravel()
-    scales = np.maximum(_as_params(scales, means.size, "scales").ravel(), SCALE_BOUND)
-    if means.size == 0:
+    if np.asarray(means).size == 0:
         return np.zeros(0, dtype=np.int32)
-    lo, hi = gaussian_support(means, scales)
-    out = _decode(data, lambda d: d.decode(_model.QuantizedGaussian(lo, hi), means, scales))
-    return np.asarray(out, dtype=np.int32)
+    return SymbolReader(data).gaussian(means, scales)
 
 
 # ----------------------------------------------------------------------------- mixture
@@ -165,29 +235,23 @@ def mixture_pmfs(offsets: np.ndarray, width: int, weights: np.ndarray, means: np
     return pmf / pmf.sum(axis=1, keepdims=True)
 
 
-def encode_mixture(symbols, weights, means, scales) -> bytes:
-    """Code int symbols [N] under discretised Gaussian mixtures.
-
-    weights: float [N, M] non-negative mixture weights (e.g. softmax of logits; rows are
-    renormalised); means, scales: float [N, M]. Returns the compressed bytes.
-    """
+def _put_mixture(enc, symbols, weights, means, scales) -> None:
     sym = _symbols(symbols)
     weights, means, scales = _mixture_params(weights, means, scales, sym.size)
     offsets, width = mixture_support(means, scales)
-    enc = _queue.RangeEncoder()
     family = _model.Categorical(perfect=False)
     for start in range(0, sym.size, _CHUNK_ELEMENTS):
         sl = slice(start, start + _CHUNK_ELEMENTS)
         pmf = mixture_pmfs(offsets[sl], width, weights[sl], means[sl], scales[sl])
         idx = np.clip(sym[sl] - offsets[sl], 0, width - 1).astype(np.int32)
         enc.encode(idx, family, pmf)
-    return _to_bytes(enc.get_compressed())
 
 
-def decode_mixture(data: bytes, weights, means, scales) -> np.ndarray:
-    """Inverse of :func:`encode_mixture`; returns int32 [N]."""
+def _get_mixture(reader: "SymbolReader", weights, means, scales) -> np.ndarray:
     weights, means, scales = _mixture_params(weights, means, scales, None)
     offsets, width = mixture_support(means, scales)
+    if offsets.size == 0:
+        return np.zeros(0, dtype=np.int32)
     family = _model.Categorical(perfect=False)
 
     def run(decoder):
@@ -198,9 +262,25 @@ def decode_mixture(data: bytes, weights, means, scales) -> np.ndarray:
             out[sl] = np.asarray(decoder.decode(family, pmf), dtype=np.int64) + offsets[sl]
         return out
 
-    if offsets.size == 0:
+    return reader._run(run).astype(np.int32)
+
+
+def encode_mixture(symbols, weights, means, scales) -> bytes:
+    """Code int symbols [N] under discretised Gaussian mixtures.
+
+    weights: float [N, M] non-negative mixture weights (e.g. softmax of logits; rows are
+    renormalised); means, scales: float [N, M]. Returns the compressed bytes.
+    """
+    w = SymbolWriter()
+    w.mixture(symbols, weights, means, scales)
+    return w.to_bytes()
+
+
+def decode_mixture(data: bytes, weights, means, scales) -> np.ndarray:
+    """Inverse of :func:`encode_mixture`; returns int32 [N]."""
+    if np.asarray(weights).size == 0:
         return np.zeros(0, dtype=np.int32)
-    return _decode(data, run).astype(np.int32)
+    return SymbolReader(data).mixture(weights, means, scales)
 
 
 # ----------------------------------------------------------------------------- factorized
@@ -211,29 +291,21 @@ def _check_tables(tables: PmfTables, channels: int) -> None:
         raise ValueError(f"tables have {tables.offsets.shape[0]} channels, symbols have {channels}")
 
 
-def encode_factorized(symbols, tables: PmfTables) -> bytes:
-    """Code int symbols [B, C, H, W] with per-channel tables (channel-major order).
-
-    Symbols outside channel c's support are clamped into it (decoding returns the clamped
-    values). Returns the compressed bytes.
-    """
+def _put_factorized(enc, symbols, tables: PmfTables) -> None:
     sym = np.asarray(symbols)
     if sym.ndim != 4:
         raise ValueError(f"symbols must be [B, C, H, W], got shape {sym.shape}")
     _check_tables(tables, sym.shape[1])
     per_channel = np.moveaxis(sym, 1, 0).reshape(sym.shape[1], -1).astype(np.int64)
-    enc = _queue.RangeEncoder()
     for c in range(sym.shape[1]):
         length = int(tables.lengths[c])
         model = _model.Categorical(tables.pmfs[c, :length], perfect=False)
         idx = np.clip(per_channel[c] - tables.offsets[c], 0, length - 1).astype(np.int32)
         if idx.size:
             enc.encode(idx, model)
-    return _to_bytes(enc.get_compressed())
 
 
-def decode_factorized(data: bytes, tables: PmfTables, shape: tuple[int, int, int, int]) -> np.ndarray:
-    """Inverse of :func:`encode_factorized`; returns int32 symbols of ``shape`` [B, C, H, W]."""
+def _get_factorized(reader: "SymbolReader", tables: PmfTables, shape) -> np.ndarray:
     b, c, h, w = (int(s) for s in shape)
     _check_tables(tables, c)
     n = b * h * w
@@ -247,5 +319,21 @@ def decode_factorized(data: bytes, tables: PmfTables, shape: tuple[int, int, int
                 out[ch] = np.asarray(decoder.decode(model, n), dtype=np.int64) + tables.offsets[ch]
         return out
 
-    out = _decode(data, run)
+    out = reader._run(run)
     return np.moveaxis(out.reshape(c, b, h, w), 0, 1).astype(np.int32)
+
+
+def encode_factorized(symbols, tables: PmfTables) -> bytes:
+    """Code int symbols [B, C, H, W] with per-channel tables (channel-major order).
+
+    Symbols outside channel c's support are clamped into it (decoding returns the clamped
+    values). Returns the compressed bytes.
+    """
+    w = SymbolWriter()
+    w.factorized(symbols, tables)
+    return w.to_bytes()
+
+
+def decode_factorized(data: bytes, tables: PmfTables, shape: tuple[int, int, int, int]) -> np.ndarray:
+    """Inverse of :func:`encode_factorized`; returns int32 symbols of ``shape`` [B, C, H, W]."""
+    return SymbolReader(data).factorized(tables, shape)

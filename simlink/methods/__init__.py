@@ -14,6 +14,7 @@ from simlink.methods.base import (
     register_method,
 )
 from simlink.methods import classic  # noqa: F401  (registers jpeg, jpeg2000, webp, avif, heif)
+from simlink.methods import tosc_sr  # noqa: F401  (registers tosc_sr, rrd, rtd)
 
 
 def build_method(config: MethodConfig) -> Method:

@@ -21,7 +21,6 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from simlink.data.base import ImageSet
 
 
 @dataclass(frozen=True)
@@ -113,8 +112,18 @@ class Method(ABC):
             because of a corrupted stream.
         """
 
-    def fit(self, train: ImageSet, **kwargs) -> None:  # noqa: B027 - optional hook
-        """Train the method (learned methods). Classic codecs need no training."""
+    def fit(self, ctx) -> None:  # noqa: B027 - optional hook
+        """Train what the method needs, or load it from the model cache (learned methods).
+
+        ``ctx`` is a :class:`simlink.learned.context.TrainingContext` (training images, seed,
+        device, the frozen task model, cache folder). Classic codecs need no training. Called by
+        ``simlink run`` / ``simlink train`` before any ``encode``.
+        """
+
+    def training_report(self) -> list[dict]:
+        """One dict per trained model after :meth:`fit`: ``op``, ``status`` (trained | cached),
+        ``wall_s``, ``last_epoch`` (mean losses), ``cache`` (folder). Empty for classic codecs."""
+        return []
 
     def cache_key(self) -> dict:
         """What identifies this method's encodings (for caching): its validated config."""

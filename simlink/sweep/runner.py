@@ -3,11 +3,13 @@
 Order of work (see DESIGN.md, "Encode once, transmit many"):
 
 1. load the images; compute the concealment image's metrics once;
-2. per (method, operating point): source-encode every image, decode the error-free streams,
+2. load (or train) the task model, and train (or load from the model cache) every learned
+   method that has cells to run;
+3. per (method, operating point): source-encode every image, decode the error-free streams,
    measure them, and prepare the link frame (segmentation, CRC, LDPC encoding, QAM mapping);
-3. per (channel, SNR, repeat) cell: channel → equalisation → demapping → BP decoding → CRC;
+4. per (channel, SNR, repeat) cell: channel → equalisation → demapping → BP decoding → CRC;
    only images whose received bytes differ from the sent ones are source-decoded again;
-4. one row per cell goes to the :class:`~simlink.sweep.store.ResultStore`, flushed atomically
+5. one row per cell goes to the :class:`~simlink.sweep.store.ResultStore`, flushed atomically
    at least every few seconds, so Ctrl-C or a kill loses at most the cells since the last flush
    and a rerun of the same command resumes.
 """
@@ -36,9 +38,10 @@ from simlink.methods.base import DigitalPayload, Method, OperatingPoint
 from simlink.metrics.stats import mean_ci, proportion_ci
 from simlink.phy import DigitalLink
 from simlink.phy.snr import ebno_db
-from simlink.scenario import Scenario
+from simlink.scenario import Scenario, stable_hash
 from simlink.sweep.grid import Cell, cell_seed, expand_grid
 from simlink.sweep.provenance import device_info, git_revision, package_versions, resolve_device
+from simlink.sweep.prepare import fit_methods, training_context
 from simlink.sweep.receiver import Measure, apply_error_policy, concealment_images
 from simlink.sweep.store import ResultStore
 
@@ -154,6 +157,7 @@ def _summarise(
         "scenario": scenario.name,
         "method": cell.method,
         "method_name": method.name,
+        "method_hash": method_hash(method),
         "op": cell.op,
         "op_params": json.dumps(op.params, sort_keys=True),
         "bpp": total_bits / pixels,
@@ -195,6 +199,7 @@ def run_scenario(
     overwrite: bool = False,
     plots: bool = True,
     log: Callable[[str], None] | None = None,
+    cache_root: str | Path | None = None,
 ):
     """Run every cell of ``scenario`` not already in ``out_dir``; return the results table.
 
@@ -207,6 +212,8 @@ def run_scenario(
         overwrite: start afresh instead of resuming from an existing table.
         plots: draw the plots at the end.
         log: where messages go (default: stderr unless quiet).
+        cache_root: model cache folder for learned methods and trained task models
+            (default ``$SIMLINK_CACHE`` or ``~/.cache/simlink``).
 
     Returns:
         The tidy results table (``pandas.DataFrame``), one row per cell, in grid order.
@@ -245,8 +252,13 @@ def run_scenario(
     channel_by_label = dict(zip(scenario.channel_labels(), scenario.channels))
     cells = expand_grid(methods, scenario.channel_labels(), scenario.snr_values, scenario.repeats)
     store.set_order([c.key for c in cells])
-    done = store.done()
+    method_hashes = {name: method_hash(m) for name, m, _ in methods}
+    done = store.done(method_hashes)
     todo = [c for c in cells if c.key not in done]
+    stored = store.done()
+    stale = sum(c.key in stored and c.key not in done for c in cells)
+    if stale:
+        log(f"simlink: {stale} cells were computed with other method settings and are recomputed")
 
     manifest = {
         "simlink_version": __version__,
@@ -266,12 +278,18 @@ def run_scenario(
 
     with sw("link_setup"):
         link = DigitalLink(scenario.link, device=torch_device)
-    task = None
-    if scenario.task is not None:
-        from simlink.tasks import load_task_model
-
-        with sw("task_model"):
-            task = load_task_model(scenario.task.model, scenario.task.weights)
+    need = {c.method for c in todo}
+    try:
+        with _sigterm_as_interrupt():
+            with sw("task_model"):
+                ctx = training_context(scenario, torch_device, log, cache_root)
+            with sw("train"):
+                fit_methods([m for name, m, _ in methods if name in need], ctx)
+    except KeyboardInterrupt:
+        raise SweepInterrupted(
+            "interrupted while training; the last checkpoint is saved in the model cache, "
+            "rerun the same command to resume") from None
+    task = ctx.task
     measure = Measure(originals, images.labels, task, device=torch_device)
     with sw("metrics"):
         conceal = measure(concealment_images(len(originals), shape))
@@ -341,6 +359,12 @@ def run_scenario(
         )
     log(f"simlink: {len(df)} cells in {out_dir / 'results.parquet'} ({time.perf_counter() - t_start:.1f} s)")
     return df
+
+
+def method_hash(method: Method) -> str:
+    """Hash of a method's settings (its ``cache_key`` without the display label)."""
+    key = {k: v for k, v in method.cache_key().items() if k != "label"}
+    return stable_hash(key)
 
 
 def _source_side(method: Method, op: OperatingPoint, originals: np.ndarray, shape, link, sw: Stopwatch,

@@ -12,37 +12,16 @@ run killed at any moment leaves either the previous or the new complete file, ne
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from simlink.atomic import atomic_write_bytes, atomic_write_text
 from simlink.errors import SimlinkError
 from simlink.sweep.grid import cell_key
 
 KEY_COLUMNS = ["method", "op", "channel", "snr_db", "repeat"]
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
 
 
 class ResultStore:
@@ -97,9 +76,17 @@ class ResultStore:
     def key_of(row: dict) -> tuple:
         return cell_key(row["method"], row["op"], row["channel"], row["snr_db"], row["repeat"])
 
-    def done(self) -> set[tuple]:
-        """Keys of the cells already in the table."""
-        return set(self._rows)
+    def done(self, method_hashes: dict[str, str] | None = None) -> set[tuple]:
+        """Keys of the cells already in the table.
+
+        With ``method_hashes`` (method label -> hash of its settings), a row computed with other
+        settings of its method (column ``method_hash``) does not count as done, so changing, e.g.,
+        a learned method's training settings recomputes its cells instead of mixing models.
+        """
+        if method_hashes is None:
+            return set(self._rows)
+        return {k for k, row in self._rows.items()
+                if row.get("method_hash") in (None, method_hashes.get(row["method"]))}
 
     def set_order(self, keys: list[tuple]) -> None:
         """Table row order (the grid's order); rows not in it go last, in insertion order."""

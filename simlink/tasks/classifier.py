@@ -163,11 +163,13 @@ class TaskModel:
                 "meta": dict(self.meta)}
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write ``{"config": ..., "state_dict": ...}`` with ``torch.save`` (tensors on CPU)."""
+        """Write ``{"config": ..., "state_dict": ...}`` with ``torch.save`` (tensors on CPU), atomically."""
         if self.arch is None:
             raise SimlinkError("cannot save a TaskModel without a registered architecture name")
+        from simlink.atomic import atomic_torch_save
+
         state = {k: v.detach().cpu() for k, v in self.net.state_dict().items()}
-        torch.save({"config": self.config(), "state_dict": state}, path)
+        atomic_torch_save({"config": self.config(), "state_dict": state}, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "cpu") -> "TaskModel":

@@ -1,0 +1,30 @@
+"""Machinery shared by every learned method: the model cache and the resumable training loop."""
+
+from simlink.learned.cache import (
+    CODE_VERSION,
+    ModelCache,
+    array_fingerprint,
+    atomic_torch_save,
+    atomic_write_json,
+    cache_root,
+    fingerprint,
+    module_fingerprint,
+    safe_torch_load,
+)
+from simlink.learned.trainer import OptimSettings, TrainResult, save_finished, train_resumable
+
+__all__ = [
+    "CODE_VERSION",
+    "ModelCache",
+    "OptimSettings",
+    "TrainResult",
+    "array_fingerprint",
+    "atomic_torch_save",
+    "atomic_write_json",
+    "cache_root",
+    "fingerprint",
+    "module_fingerprint",
+    "safe_torch_load",
+    "save_finished",
+    "train_resumable",
+]

@@ -1,0 +1,54 @@
+"""What a learned method needs from the scenario to train: data, task model, device, cache."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from simlink.data import load_dataset
+from simlink.data.base import ImageSet
+from simlink.errors import SimlinkError
+from simlink.learned.cache import array_fingerprint
+
+
+@dataclass
+class TrainingContext:
+    """Everything :meth:`simlink.methods.Method.fit` may use.
+
+    Attributes:
+        dataset: the scenario's dataset entry (name, root, image size, download flag); training
+            images come from its ``train`` split (or the split a method names).
+        seed: the scenario seed; seeds initial weights, batch order and training noise.
+        device: torch device string for training.
+        task: the frozen receiver task model (:class:`simlink.tasks.TaskModel`) or ``None``.
+        cache_root: model cache folder (``None``: ``$SIMLINK_CACHE`` or ``~/.cache/simlink``).
+        log: where progress lines go.
+    """
+
+    dataset: object  # simlink.scenario.DatasetConfig
+    seed: int = 0
+    device: str = "cpu"
+    task: object | None = None
+    cache_root: str | Path | None = None
+    log: Callable[[str], None] = field(default=lambda s: print(s, file=sys.stderr))
+    _sets: dict = field(default_factory=dict, repr=False)
+
+    def train_images(self, split: str = "train", n_images: int | None = None) -> ImageSet:
+        """The dataset's ``split`` (first ``n_images`` after the seeded shuffle), loaded once."""
+        key = (split, n_images)
+        if key not in self._sets:
+            d = self.dataset
+            try:
+                self._sets[key] = load_dataset(d.name, split=split, n_images=n_images, image_size=d.image_size,
+                                               root=d.root, seed=self.seed, download=d.download)
+            except ValueError as exc:
+                raise SimlinkError(f"training data ({d.name}/{split}): {exc}") from exc
+        return self._sets[key]
+
+    def data_identity(self, split: str = "train", n_images: int | None = None) -> dict:
+        """What identifies the training data in a cache key: names plus a hash of the pixels and labels."""
+        s = self.train_images(split, n_images)
+        return {"dataset": s.name, "split": split, "n_images": len(s), "shape": list(s.image_shape),
+                "fingerprint": array_fingerprint(s.images, s.labels)}
