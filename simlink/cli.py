@@ -1,4 +1,4 @@
-"""The ``simlink`` command: run, plot, list, info, validate.
+"""The ``simlink`` command: run, train, plot, report, list, info, validate.
 
 User errors (bad scenario, missing dataset, ...) print one clear message and exit with 2;
 an interrupted sweep exits with 130 after saving every finished cell.
@@ -131,6 +131,56 @@ def plot(results_dir: Path = typer.Argument(..., help="folder holding results.pa
         _fail(SimlinkError(f"{table}: no results table here (run `simlink run SCENARIO --out {results_dir}` first)"))
     paths = make_plots(pd.read_parquet(table), results_dir / "plots")
     out.print(f"{len(paths)} files written to {results_dir / 'plots'}")
+
+
+def _select_snrs(df, snrs: list[float]):
+    """Rows of ``df`` at the requested Es/N0 values [dB] (all rows when none are requested);
+    SimlinkError naming the table's values when one is not there."""
+    import numpy as np
+
+    have = sorted(df["snr_db"].unique())
+    missing = [s for s in snrs if not np.isclose(have, s).any()]
+    if missing:
+        raise SimlinkError(f"Es/N0 {', '.join(f'{s:g}' for s in missing)} dB not in the results table; "
+                           f"it has {', '.join(f'{s:g}' for s in have)}")
+    return df[np.isclose(df["snr_db"].to_numpy()[:, None], snrs).any(axis=1)] if snrs else df
+
+
+@app.command()
+def report(
+    results_dir: Path = typer.Argument(..., help="folder holding results.parquet"),
+    anchor: str = typer.Option(..., help="method every other method is compared with"),
+    metric: str = typer.Option("psnr", help="quality column: psnr, ssim, ms_ssim, accuracy, ..."),
+    method: str = typer.Option("pchip", help="BD fit: pchip (>= 2 points per curve) or cubic (>= 4)"),
+    snr: Optional[list[float]] = typer.Option(None, help="only these Es/N0 values \\[dB] (repeatable); default all"),
+) -> None:
+    """Bjøntegaard deltas (BD-rate, BD-metric) of every method vs an anchor, per channel and Es/N0
+    plus the error-free curves; writes DIR/report_bd_<metric>.csv."""
+    import pandas as pd
+
+    from simlink.analysis.report import bd_table
+    from simlink.atomic import atomic_write_text
+
+    table = results_dir / "results.parquet"
+    if not table.is_file():
+        _fail(SimlinkError(f"{table}: no results table here (run `simlink run SCENARIO --out {results_dir}` first)"))
+    try:
+        bd = bd_table(_select_snrs(pd.read_parquet(table), snr or []), anchor, metric, method)
+    except SimlinkError as e:
+        _fail(e)
+    csv = results_dir / f"report_bd_{metric}.csv"
+    atomic_write_text(csv, bd.to_csv(index=False))
+    fmt = lambda v, spec: "–" if pd.isna(v) else format(v, spec)  # noqa: E731
+    t = Table(title=f"BD vs {escape(anchor)} ({escape(metric)}, {method}); rate = bpp", title_justify="left",
+              caption="BD-rate < 0 / BD-metric > 0: better than the anchor; –: too few points or no overlap",
+              caption_justify="left")
+    for col in ("channel", "Es/N0 \\[dB]", "method", "BD-rate \\[%]", f"BD-{escape(metric)}", "points (method/anchor)"):
+        t.add_column(col, justify="left" if col in ("channel", "method") else "right")
+    for r in bd.itertuples():
+        t.add_row(escape(r.channel), fmt(r.snr_db, "g"), escape(r.method), fmt(r.bd_rate, "+.2f"),
+                  fmt(r.bd_metric, "+.3g"), f"{r.n_points}/{r.n_anchor}")
+    out.print(t)
+    out.print(f"written to {csv}")
 
 
 @app.command("list")

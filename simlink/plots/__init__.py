@@ -7,8 +7,22 @@
 * ``accuracy_vs_snr``, ``accuracy_vs_bpp`` (``top5_vs_snr``) — when the scenario has a task model;
 * ``psnr_vs_bpp`` — rate–distortion: PSNR vs bpp, one row of panels per channel, one panel per
   selected SNR plus the error-free curve, one line per method;
-* ``bler_vs_snr`` — code-block error rate vs Es/N0 (log scale), one line per channel;
-* ``lost_vs_snr`` — fraction of images with a failed block vs Es/N0, one panel per channel.
+* ``bler_vs_snr`` — code-block error rate vs Es/N0 (log scale), one line per channel, with
+  dotted vertical lines at the capacity limit of the link's modulation and code rate (Es/N0
+  where the capacity reaches ``code_rate * log2 M``): the QAM-constrained AWGN capacity for
+  ``awgn``, the Gaussian-input ergodic Rayleigh capacity for the ``rayleigh_*`` channels (a
+  looser reference: no QAM constraint, ergodic rather than outage). Over AWGN a cross marks the
+  measured Es/N0 at BLER 1e-2, with its gap to the limit in the legend (no cross when the
+  curve does not reach 1e-2 in the measured range). The 256-QAM limit costs ~5 s once per process;
+* ``lost_vs_snr`` — fraction of images with a failed block vs Es/N0, one panel per channel;
+* ``opta_vs_snr`` (``opta_accuracy_vs_snr`` with a task) — separation bound ("codec + capacity",
+  as "BPG + capacity" in the deep-JSCC literature): one panel per channel; per method with >= 2
+  operating points, its measured PSNR (accuracy) vs Es/N0 at the operating point whose
+  channel-use budget ``rho`` (cpp, channel uses per pixel) is closest to the table's median
+  (solid), and dashed the best quality that method's error-free rate-quality curve reaches at
+  ``rho * C(Es/N0)`` bits per pixel, ``C`` the AWGN capacity or the Gaussian-input ergodic
+  Rayleigh capacity (see :mod:`simlink.plots.bounds`). Not written when no method has 2
+  operating points.
 
 Each figure is saved as vector PDF and as PNG. Values are averaged over repeats weighted by
 the number of images (BLER: pooled block counts). A method keeps its colour and marker in
@@ -65,6 +79,13 @@ def _average(df: pd.DataFrame, by: list[str], metrics: list[str]) -> pd.DataFram
     w = df["n_images"].astype(float)
     parts = {m: (df[m] * w).groupby([df[c] for c in by]).sum() / w.groupby([df[c] for c in by]).sum() for m in metrics}
     return pd.DataFrame(parts).reset_index()
+
+
+def _average_finite(df: pd.DataFrame, by: list[str], metrics: list[str]) -> pd.DataFrame:
+    """:func:`_average` over the rows where every column of ``metrics`` is finite (a NaN,
+    e.g. a method without a task metric, would otherwise count as 0)."""
+    keep = np.isfinite(df[metrics].to_numpy(dtype=float)).all(axis=1)
+    return _average(df[keep], by, metrics)
 
 
 def _op_order(df: pd.DataFrame) -> dict[tuple[str, str], int]:
@@ -163,19 +184,32 @@ def plot_quality_vs_bpp(df: pd.DataFrame, metric: str, out_dir: Path) -> list[Pa
     return _save(fig, out_dir, f"{metric}_vs_bpp")
 
 
+def _pooled_bler(df: pd.DataFrame) -> pd.DataFrame:
+    """Block counts ``n_block_errors``, ``n_blocks`` and their ratio ``bler`` per Es/N0 [dB]
+    (the index), pooling every row of ``df``."""
+    pooled = df.groupby("snr_db")[["n_block_errors", "n_blocks"]].sum()
+    return pooled.assign(bler=pooled["n_block_errors"] / pooled["n_blocks"])
+
+
 def plot_bler_vs_snr(df: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """Pooled code-block error rate vs Es/N0 per channel (log scale; zero-error points omitted)."""
-    fig, ax = plt.subplots(figsize=(4.8, 3.6))
+    """Pooled code-block error rate vs Es/N0 per channel (log scale; zero-error points omitted),
+    with the capacity limits and the AWGN threshold of :mod:`simlink.plots.bounds`."""
+    from simlink.plots.bounds import bler_bounds, draw_bler_bounds
+
+    fig, ax = plt.subplots(figsize=(7.5, 3.6), layout="constrained")  # room for the legend on the right
+    colors = {}
     for i, (ch, g) in enumerate(df.groupby("channel", sort=False)):
-        pooled = g.groupby("snr_db")[["n_block_errors", "n_blocks"]].sum()
-        bler = pooled["n_block_errors"] / pooled["n_blocks"]
+        pooled = _pooled_bler(g)
+        bler = pooled["bler"]
         keep = bler > 0
-        ax.semilogy(bler.index[keep], bler[keep], marker=MARKERS[i % len(MARKERS)], color=COLORS[i % len(COLORS)],
+        colors[ch] = COLORS[i % len(COLORS)]
+        ax.semilogy(bler.index[keep], bler[keep], marker=MARKERS[i % len(MARKERS)], color=colors[ch],
                     label=f"{ch} ({int(pooled['n_blocks'].iloc[0])} blocks/pt)")
+    draw_bler_bounds(ax, bler_bounds(df), colors)
     ax.set_xlabel(r"$E_s/N_0$ [dB]")
     ax.set_ylabel(METRIC_LABELS["bler"])
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    _legend_outside(fig, ax)
     k, n, mod = (int(df[c].iloc[0]) for c in ("code_k", "code_n", "modulation"))
     ax.set_title(f"5G LDPC k={k}, n={n}, {mod}-QAM", fontsize=9)
     return _save(fig, out_dir, "bler_vs_snr")
@@ -217,4 +251,9 @@ def make_plots(df: pd.DataFrame, out_dir: str | Path) -> list[Path]:
             paths += plot_quality_vs_bpp(df, metric, out_dir)
     paths += plot_bler_vs_snr(df, out_dir)
     paths += plot_lost_vs_snr(df, out_dir)
+    from simlink.plots.bounds import plot_opta_vs_snr
+
+    for metric in ("psnr", "accuracy"):
+        if metric in df and f"{metric}_clean" in df and "cpp" in df:
+            paths += plot_opta_vs_snr(df, metric, out_dir)
     return paths
