@@ -100,6 +100,22 @@ def train(
     out.print(table)
 
 
+@app.command("rd-toy")
+def rd_toy(
+    out_dir: Path = typer.Option(Path("results/rd_toy"), "--out", "-o", help="output folder"),
+    levels: int = typer.Option(8, help="grey levels of the toy source"),
+    noise: float = typer.Option(0.05, help="label noise of the parity task"),
+) -> None:
+    """Draw the rate-(D_R, D_T) surface of TOSC-SR's extended R-D problem for a toy source."""
+    from simlink.theory.toy import plot_rd_surface
+
+    try:
+        paths = plot_rd_surface(out_dir, levels=levels, noise=noise)
+    except ValueError as e:
+        _fail(e)
+    out.print(f"{len(paths)} files written to {out_dir}")
+
+
 def _print_summary(df) -> None:
     """One compact table per channel: PSNR [dB] per (method, op) and Es/N0 (mean over repeats)."""
     import pandas as pd

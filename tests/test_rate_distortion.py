@@ -27,15 +27,10 @@ TOY_BETAS = (0.0, 2.0)
 
 def toy_source() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """8 equiprobable grey levels, squared-error pixel distortion (scaled by 1/10), and a task
-    label that is the level's parity seen through a 5 % label noise. Pixel fidelity alone merges
-    neighbouring levels, i.e. destroys the parity; the task term should keep it."""
-    x = np.arange(8)
-    p_x = np.full(8, 1.0 / 8.0)
-    noise = 0.05
-    even = x % 2 == 0
-    p_y_given_x = np.stack([np.where(even, 1.0 - noise, noise), np.where(even, noise, 1.0 - noise)], axis=1)
-    d_r = (x[:, None] - x[None, :]) ** 2 / 10.0
-    return p_x, p_y_given_x, d_r
+    label that is the level's parity seen through a 5 % label noise (simlink.theory.toy)."""
+    from simlink.theory.toy import parity_source
+
+    return parity_source(8, 0.05)
 
 
 @pytest.fixture(scope="module")
@@ -149,3 +144,19 @@ def test_degenerate_inputs():
         extended_blahut_arimoto([0.5, 0.6, 0.0], p_yx, hamming(3), 1.0)
     with pytest.raises(ValueError, match="d_r"):
         extended_blahut_arimoto(p_x, p_yx, hamming(2), 1.0)
+
+
+def test_rd_toy_command_draws_the_surface(tmp_path):
+    from typer.testing import CliRunner
+
+    from simlink.cli import app
+    from simlink.theory.toy import rd_surface
+
+    s = rd_surface([0.0, 2.0], [0.3, 1.0, 3.0])
+    assert s["rate"].shape == (2, 3) and np.all(s["d_t"] >= -1e-12)
+    assert np.all(np.diff(s["rate"], axis=1) < 0)  # larger lam, lower rate
+    r = CliRunner().invoke(app, ["rd-toy", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    for name in ("rd_surface", "rd_curves"):
+        for ext in ("pdf", "png"):
+            assert (tmp_path / f"{name}.{ext}").stat().st_size > 1000
