@@ -1,11 +1,10 @@
 """Machinery shared by every learned method: the model cache and the resumable training loop."""
 
+from simlink.atomic import atomic_torch_save, atomic_write_json
 from simlink.learned.cache import (
     CODE_VERSION,
     ModelCache,
     array_fingerprint,
-    atomic_torch_save,
-    atomic_write_json,
     cache_root,
     fingerprint,
     module_fingerprint,

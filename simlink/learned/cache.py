@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from simlink.atomic import atomic_torch_save, atomic_write_json  # noqa: F401  (re-exported)
 from simlink.errors import SimlinkError
 
 #: Bump when a change to the training code makes old cached models invalid.

@@ -33,7 +33,7 @@ class TrainingContext:
     task: object | None = None
     cache_root: str | Path | None = None
     log: Callable[[str], None] = field(default=lambda s: print(s, file=sys.stderr))
-    _sets: dict = field(default_factory=dict, repr=False)
+    _sets: dict = field(default_factory=dict, repr=False)  # loaded splits and their identities
 
     def train_images(self, split: str = "train", n_images: int | None = None) -> ImageSet:
         """The dataset's ``split`` (first ``n_images`` after the seeded shuffle), loaded once."""
@@ -48,7 +48,11 @@ class TrainingContext:
         return self._sets[key]
 
     def data_identity(self, split: str = "train", n_images: int | None = None) -> dict:
-        """What identifies the training data in a cache key: names plus a hash of the pixels and labels."""
-        s = self.train_images(split, n_images)
-        return {"dataset": s.name, "split": split, "n_images": len(s), "shape": list(s.image_shape),
-                "fingerprint": array_fingerprint(s.images, s.labels)}
+        """What identifies the training data in a cache key: names plus a hash of the pixels and
+        labels (hashed once per split, however many models ask)."""
+        key = ("identity", split, n_images)
+        if key not in self._sets:
+            s = self.train_images(split, n_images)
+            self._sets[key] = {"dataset": s.name, "split": split, "n_images": len(s), "shape": list(s.image_shape),
+                               "fingerprint": array_fingerprint(s.images, s.labels)}
+        return dict(self._sets[key])

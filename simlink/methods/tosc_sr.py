@@ -319,13 +319,17 @@ class LearnedCodec(Method):
             fine["task"] = module_fingerprint(ctx.task.net) if ctx.task is not None else None
         return pre, fine
 
-    def _run_stage(self, net, key_obj: dict, objective: Objective, lmbda, beta, optim, ctx) -> str:
-        """Train one stage into ``net`` or load it from the cache; returns "trained" or "cached"."""
-        cache = ModelCache("tosc_sr", fingerprint(key_obj), self.config.cache_dir or ctx.cache_root)
+    def _cache(self, key_obj: dict, ctx) -> ModelCache:
+        return ModelCache("tosc_sr", fingerprint(key_obj), self.config.cache_dir or ctx.cache_root)
+
+    def _run_stage(self, net, cache: ModelCache, key_obj: dict, optim: OptimSettings, ctx) -> None:
+        """Load stage ``key_obj`` (its ``objective``, ``lmbda``, ``beta``) from ``cache`` into ``net``,
+        or train ``net`` for it and save it there."""
         if cache.is_done():
             net.load_state_dict(safe_torch_load(cache.model_path))
-            return "cached"
+            return
         c = self.config
+        objective, lmbda, beta = key_obj["objective"], key_obj["lmbda"], key_obj.get("beta")
         train = ctx.train_images(c.train.split, c.train.n_images)
         task_net = None
         if objective != "rrd":
@@ -343,7 +347,6 @@ class LearnedCodec(Method):
             optim, cache, seed=ctx.seed, device=ctx.device, checkpoint_every_s=c.train.checkpoint_every_s,
             log=ctx.log)
         save_finished(net, cache, {"key": key_obj, "device": str(ctx.device)}, result)
-        return "trained"
 
     def fit(self, ctx) -> None:
         """Train (or load from the cache) the model of every operating point.
@@ -355,15 +358,12 @@ class LearnedCodec(Method):
             if op.label in self._trained:
                 continue
             pre_key, fine_key = self._stage_keys(op, ctx)
+            pre_cache, fine_cache = self._cache(pre_key, ctx), self._cache(fine_key, ctx)
             net = self._build_net(ctx.seed)
-            fine_cache = ModelCache("tosc_sr", fingerprint(fine_key), c.cache_dir or ctx.cache_root)
-            pre_cache = ModelCache("tosc_sr", fingerprint(pre_key), c.cache_dir or ctx.cache_root)
-            status = "cached"
-            if not fine_cache.is_done():
-                self._run_stage(net, pre_key, "rrd", pre_key["lmbda"], None, c.train.pretrain, ctx)
-                status = "trained"
-            self._run_stage(net, fine_key, self.objective, op.params["lmbda"], op.params["beta"],
-                            c.train.finetune, ctx)
+            status = "cached" if fine_cache.is_done() else "trained"
+            if status == "trained":  # the fine-tuning starts from the pre-trained weights
+                self._run_stage(net, pre_cache, pre_key, c.train.pretrain, ctx)
+            self._run_stage(net, fine_cache, fine_key, c.train.finetune, ctx)
             self._trained[op.label] = _Trained(net, str(ctx.device))
             pre_info, fine_info = pre_cache.info(), fine_cache.info()
             history = fine_info.get("history") or pre_info.get("history") or [{}]
@@ -373,9 +373,6 @@ class LearnedCodec(Method):
 
     def training_report(self) -> list[dict]:
         return list(self._report)
-
-    def cache_key(self) -> dict:
-        return {"method": self.name, **self.config.model_dump()}
 
     def _model(self, op: OperatingPoint) -> _Trained:
         if op.label not in self._trained:

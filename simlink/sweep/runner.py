@@ -147,8 +147,10 @@ def _summarise(
     rx,
     outcome,
     num_pixels: int,
+    mhash: str,
 ) -> dict:
-    """One tidy row from a cell's per-image outcome (means over images, 95 % half-widths)."""
+    """One tidy row from a cell's per-image outcome (means over images, 95 % half-widths);
+    ``mhash`` is the method's :func:`method_hash`."""
     n = len(src.payload.streams)
     pixels = n * num_pixels
     total_bits = int(src.bits.sum())
@@ -157,7 +159,7 @@ def _summarise(
         "scenario": scenario.name,
         "method": cell.method,
         "method_name": method.name,
-        "method_hash": method_hash(method),
+        "method_hash": mhash,
         "op": cell.op,
         "op_params": json.dumps(op.params, sort_keys=True),
         "bpp": total_bits / pixels,
@@ -317,7 +319,8 @@ def run_scenario(
                             scenario.error_policy, method, op, src.payload.streams, rx.streams,
                             rx.image_ok, measure, src.clean_metrics, conceal,
                         )
-                    store.add(_summarise(scenario, cell, method, op, src, rx, outcome, images.num_pixels))
+                    store.add(_summarise(scenario, cell, method, op, src, rx, outcome, images.num_pixels,
+                                         method_hashes[mname]))
                     n_computed += 1
                     progress.advance()
                     if time.perf_counter() - last_flush > FLUSH_EVERY_S:

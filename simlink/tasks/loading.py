@@ -49,7 +49,8 @@ def train_task_model(arch: str, train, ctx) -> TaskModel:
     The cache key hashes the architecture, the training settings, the training images and
     labels, and the seed; the model is saved with :meth:`TaskModel.save` (atomically).
     """
-    from simlink.learned.cache import CODE_VERSION, ModelCache, atomic_write_json, fingerprint
+    from simlink.atomic import atomic_write_json
+    from simlink.learned.cache import CODE_VERSION, ModelCache, fingerprint
 
     if arch != "small_cnn":
         raise SimlinkError(f"task.model: {arch!r} cannot be trained; use small_cnn")
