@@ -1,4 +1,4 @@
-"""The ``simlink`` command: run, train, plot, report, list, info, validate.
+"""The ``simlink`` command: run, train, plot, report, mi, list, info, validate.
 
 User errors (bad scenario, missing dataset, ...) print one clear message and exit with 2;
 an interrupted sweep exits with 130 after saving every finished cell.
@@ -197,6 +197,53 @@ def report(
                   fmt(r.bd_metric, "+.3g"), f"{r.n_points}/{r.n_anchor}")
     out.print(t)
     out.print(f"written to {csv}")
+
+
+@app.command("mi")
+def mutual_information(
+    scenario: Path = typer.Argument(..., help="scenario YAML file"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="results folder (default: results/<scenario name>)"),
+    cache: Optional[Path] = typer.Option(None, help="model cache folder (default $SIMLINK_CACHE or ~/.cache/simlink)"),
+    device: Optional[str] = typer.Option(None, help="override the scenario's device: auto, cpu, cuda, cuda:N"),
+    n_images: Optional[int] = typer.Option(None, "--n-images", help="use the first N of the scenario's images (default all)"),
+    steps: int = typer.Option(1000, help="Adam steps per estimator network"),
+    hidden: str = typer.Option("small", help="estimator MLP: paper (1024,512,512), small (128,128) or a comma list"),
+    seed: int = typer.Option(0, help="seed of the estimator networks, split and batches"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress messages"),
+) -> None:
+    """Estimate I(X;Z) and I(Ŷ;Y) (CLUB, MINE; plug-in I(argmax Ŷ;Y)) per method and operating point;
+    writes DIR/mi.csv and adds the mi_* columns to DIR/results.parquet."""
+    import math
+
+    from simlink.analysis.mutual_info_table import parse_hidden, scenario_mutual_information
+    from simlink.scenario import load_scenario
+    from simlink.sweep.runner import _sigterm_as_interrupt
+
+    log = (lambda s: None) if quiet else (lambda s: err.print(escape(s), highlight=False))
+    try:
+        sizes = parse_hidden(hidden)  # before anything slow
+        sc = load_scenario(scenario)
+        target = out_dir or Path("results") / sc.name
+        with _sigterm_as_interrupt():
+            df = scenario_mutual_information(sc, target, log=log, device=device, cache_root=cache,
+                                             n_images=n_images, steps=steps, hidden=sizes, seed=seed)
+    except KeyboardInterrupt:
+        _fail(SimlinkError("interrupted; trained models are saved in the model cache, nothing was written"), code=130)
+    except SimlinkError as e:
+        _fail(e)
+    fmt = lambda v: "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"  # noqa: E731
+    t = Table(title=f"mutual information \\[bits], {len(df) and int(df.n_images.iloc[0])} images; "
+                    f"hidden {','.join(map(str, sizes))}, {steps} steps, seed {seed}",
+              title_justify="left", caption="CLUB: upper bound, MINE: lower bound, plug-in: I(argmax Ŷ;Y) of the "
+              "confusion matrix; –: no latent / no classifier", caption_justify="left")
+    for col in ("method", "op", "dim Z", "I(X;Z) CLUB", "I(X;Z) MINE", "Ŷ from", "I(Ŷ;Y) CLUB", "I(Ŷ;Y) MINE",
+                "I(Ŷ;Y) plug-in"):
+        t.add_column(col, justify="left" if col in ("method", "op", "Ŷ from") else "right")
+    for r in df.itertuples():
+        t.add_row(escape(r.method), escape(r.op), "–" if math.isnan(r.z_dim) else str(int(r.z_dim)),
+                  fmt(r.mi_xz_club), fmt(r.mi_xz_mine), r.yhat_source, fmt(r.mi_yhat_y_club), fmt(r.mi_yhat_y_mine),
+                  fmt(r.mi_yhat_y_plugin))
+    out.print(t)
 
 
 @app.command("list")

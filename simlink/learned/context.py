@@ -47,6 +47,22 @@ class TrainingContext:
                 raise SimlinkError(f"training data ({d.name}/{split}): {exc}") from exc
         return self._sets[key]
 
+    def frozen_task_net(self, who: str, split: str = "train", n_images: int | None = None):
+        """The task model's network on :attr:`device`, in eval mode with gradients off, for
+        training losses that need the receiver's classifier (``who`` names the asker in errors).
+
+        Raises :class:`SimlinkError` when the scenario has no task model or the training split has
+        no labels."""
+        if self.task is None:
+            raise SimlinkError(f"{who}: needs the scenario's task model (add a 'task:' entry)")
+        s = self.train_images(split, n_images)
+        if s.labels is None:
+            raise SimlinkError(f"{who}: training set {s.name}/{split} has no class labels")
+        net = self.task.net.to(self.device).eval()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        return net
+
     def data_identity(self, split: str = "train", n_images: int | None = None) -> dict:
         """What identifies the training data in a cache key: names plus a hash of the pixels and
         labels (hashed once per split, however many models ask)."""

@@ -202,3 +202,48 @@ def save_finished(net: torch.nn.Module, cache: ModelCache, info: dict, result: T
     atomic_write_json({**info, "history": result.history, "wall_s": round(result.wall_s, 3),
                        "resumed_from": result.resumed_from}, cache.info_path)
     cache.checkpoint_path.unlink(missing_ok=True)
+
+
+def train_or_load(
+    net: torch.nn.Module,
+    cache: ModelCache,
+    key: dict,
+    make_loss: Callable[[], LossFn],
+    settings: OptimSettings,
+    ctx,
+    *,
+    split: str = "train",
+    n_images: int | None = None,
+    checkpoint_every_s: float = 60.0,
+    augment_flip: bool = True,
+    describe: str = "",
+) -> bool:
+    """One cached training stage: load ``net``'s weights from ``cache`` if that stage finished
+    earlier, else train it (resuming from a checkpoint) and save it there.
+
+    Args:
+        net: the model (its current weights are the stage's starting point).
+        cache: the stage's :class:`ModelCache` (keyed by a hash of ``key``).
+        key: what identifies the stage (stored in ``info.json``).
+        make_loss: builds the :data:`LossFn`; only called when training is needed (so missing
+            inputs such as a task model are reported only then).
+        settings: optimiser settings of the stage.
+        ctx: :class:`simlink.learned.context.TrainingContext` (data, seed, device, log).
+        split, n_images: training images (``ctx.train_images(split, n_images)``).
+        checkpoint_every_s, augment_flip: passed to :func:`train_resumable`.
+        describe: what is trained, for the log line.
+
+    Returns:
+        True if the stage was trained now, False if it was loaded from the cache.
+    """
+    if cache.is_done():
+        net.load_state_dict(safe_torch_load(cache.model_path))
+        return False
+    loss_fn = make_loss()
+    train = ctx.train_images(split, n_images)
+    ctx.log(f"training {describe} on {len(train)} images, {settings.epochs} epochs, device {ctx.device} -> {cache.dir}")
+    result = train_resumable(net, loss_fn, train.images, train.labels, settings, cache, seed=ctx.seed,
+                             device=ctx.device, augment_flip=augment_flip, checkpoint_every_s=checkpoint_every_s,
+                             log=ctx.log)
+    save_finished(net, cache, {"key": key, "device": str(ctx.device)}, result)
+    return True

@@ -15,6 +15,7 @@ from simlink.methods.base import (
 )
 from simlink.methods import classic  # noqa: F401  (registers jpeg, jpeg2000, webp, avif, heif)
 from simlink.methods import tosc_sr  # noqa: F401  (registers tosc_sr, rrd, rtd)
+from simlink.methods import jscc_multiuser  # noqa: F401  (registers jscc_multiuser)
 
 
 def build_method(config: MethodConfig) -> Method:

@@ -56,7 +56,9 @@ class DigitalPayload:
 
 @dataclass
 class AnalogPayload:
-    """Complex channel symbols per image (deep JSCC). ``symbols``: ``complex64[N, n_sym]`` torch tensor."""
+    """Complex channel symbols per image (deep JSCC): ``symbols`` is a ``complex64[N, U, S]`` torch
+    tensor (``U`` users / transmitters per image, ``S`` channel uses each), average power 1 per
+    symbol and user; see :mod:`simlink.phy.analog`."""
 
     symbols: Any
     meta: dict = field(default_factory=dict)
@@ -119,6 +121,20 @@ class Method(ABC):
         device, the frozen task model, cache folder). Classic codecs need no training. Called by
         ``simlink run`` / ``simlink train`` before any ``encode``.
         """
+
+    def class_logits(self, payload: Payload, op: OperatingPoint) -> np.ndarray | None:
+        """``float[N, C]`` class logits of the receiver's own task head for a received payload, or
+        ``None`` (the default) when the receiver has none and a frozen task model classifies the
+        reconstructions instead. A method with a head (e.g. ``jscc_multiuser``) reports its
+        accuracy from these logits."""
+        return None
+
+    def latents(self, images: np.ndarray, op: OperatingPoint) -> np.ndarray | None:
+        """What the method sends, as features: ``float32[N, d]`` per image (the quantised latent of a
+        learned codec, the real and imaginary parts of a JSCC's channel symbols), or ``None`` for
+        methods without a latent (classic codecs). Used by ``simlink mi`` to estimate ``I(X; Z)``;
+        needs :meth:`fit` first for learned methods."""
+        return None
 
     def training_report(self) -> list[dict]:
         """One dict per trained model after :meth:`fit`: ``op``, ``status`` (trained | cached),

@@ -58,9 +58,7 @@ from simlink.learned import (
     OptimSettings,
     fingerprint,
     module_fingerprint,
-    safe_torch_load,
-    save_finished,
-    train_resumable,
+    train_or_load,
 )
 from simlink.methods.base import DigitalPayload, Method, MethodConfig, OperatingPoint, register_method
 
@@ -325,28 +323,19 @@ class LearnedCodec(Method):
     def _run_stage(self, net, cache: ModelCache, key_obj: dict, optim: OptimSettings, ctx) -> None:
         """Load stage ``key_obj`` (its ``objective``, ``lmbda``, ``beta``) from ``cache`` into ``net``,
         or train ``net`` for it and save it there."""
-        if cache.is_done():
-            net.load_state_dict(safe_torch_load(cache.model_path))
-            return
         c = self.config
         objective, lmbda, beta = key_obj["objective"], key_obj["lmbda"], key_obj.get("beta")
-        train = ctx.train_images(c.train.split, c.train.n_images)
-        task_net = None
-        if objective != "rrd":
-            if ctx.task is None:
-                raise SimlinkError(f"{c.display_name}: objective {objective!r} needs the scenario's 'task:' model")
-            if train.labels is None:
-                raise SimlinkError(f"{c.display_name}: training set {train.name}/{train.split} has no labels")
-            task_net = ctx.task.net.to(ctx.device).eval()
-            for p in task_net.parameters():
-                p.requires_grad_(False)
-        ctx.log(f"{c.display_name}: training {key_obj['stage']} ({objective}, λ={lmbda}, β={beta}) "
-                f"on {len(train)} images, {optim.epochs} epochs, device {ctx.device} -> {cache.dir}")
-        result = train_resumable(
-            net, objective_loss(objective, lmbda or 0.0, beta or 0.0, task_net), train.images, train.labels,
-            optim, cache, seed=ctx.seed, device=ctx.device, checkpoint_every_s=c.train.checkpoint_every_s,
-            log=ctx.log)
-        save_finished(net, cache, {"key": key_obj, "device": str(ctx.device)}, result)
+
+        def make_loss():
+            task_net = None
+            if objective != "rrd":
+                task_net = ctx.frozen_task_net(f"{c.display_name} (objective {objective!r})",
+                                               c.train.split, c.train.n_images)
+            return objective_loss(objective, lmbda or 0.0, beta or 0.0, task_net)
+
+        train_or_load(net, cache, key_obj, make_loss, optim, ctx, split=c.train.split, n_images=c.train.n_images,
+                      checkpoint_every_s=c.train.checkpoint_every_s,
+                      describe=f"{c.display_name} {key_obj['stage']} ({objective}, λ={lmbda}, β={beta})")
 
     def fit(self, ctx) -> None:
         """Train (or load from the cache) the model of every operating point.
@@ -400,6 +389,18 @@ class LearnedCodec(Method):
                 w.mixture(y_hat[i].reshape(-1), weights, means, scales)
                 streams.append(w.to_bytes())
         return DigitalPayload(streams, meta={})
+
+    @torch.no_grad()
+    def latents(self, images: np.ndarray, op: OperatingPoint, batch_size: int = 64) -> np.ndarray:
+        """``float32[N, M * H/8 * W/8]``: the quantised latent ``round(g_a(x))`` that is range-coded
+        (images padded to a multiple of 32 first, as in :meth:`encode`)."""
+        t = self._model(op)
+        out = []
+        for start in range(0, len(images), batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(t.device)
+            x = pad_to_multiple(x.permute(0, 3, 1, 2).float() / 255.0)
+            out.append(torch.round(t.net.g_a(x)).flatten(1).cpu().numpy())
+        return np.concatenate(out).astype(np.float32)
 
     @torch.no_grad()
     def decode(self, payload: DigitalPayload, op: OperatingPoint, image_shape: tuple[int, int, int],

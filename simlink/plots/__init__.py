@@ -14,6 +14,9 @@
   looser reference: no QAM constraint, ergodic rather than outage). Over AWGN a cross marks the
   measured Es/N0 at BLER 1e-2, with its gap to the limit in the legend (no cross when the
   curve does not reach 1e-2 in the measured range). The 256-QAM limit costs ~5 s once per process;
+* ``tradeoff_alpha`` — for methods whose operating points are loss weights ``alpha``/``beta``
+  (``jscc_multiuser``): accuracy, PSNR and SSIM vs alpha, one line per (method, beta), one column
+  per selected Es/N0 (see :mod:`simlink.plots.tradeoff`);
 * ``lost_vs_snr`` — fraction of images with a failed block vs Es/N0, one panel per channel;
 * ``opta_vs_snr`` (``opta_accuracy_vs_snr`` with a task) — separation bound ("codec + capacity",
   as "BPG + capacity" in the deep-JSCC literature): one panel per channel; per method with >= 2
@@ -23,6 +26,10 @@
   ``rho * C(Es/N0)`` bits per pixel, ``C`` the AWGN capacity or the Gaussian-input ergodic
   Rayleigh capacity (see :mod:`simlink.plots.bounds`). Not written when no method has 2
   operating points.
+
+Figures about bits (``*_vs_bpp``, ``bler_vs_snr``, ``lost_vs_snr``, ``opta_*``) use the digital
+methods' rows only; analog methods (no bits, no code blocks) appear in the ``*_vs_snr`` quality
+figures, labelled with their channel uses per pixel (cpp) instead of bpp.
 
 Each figure is saved as vector PDF and as PNG. Values are averaged over repeats weighted by
 the number of images (BLER: pooled block counts). A method keeps its colour and marker in
@@ -66,12 +73,14 @@ def method_styles(df: pd.DataFrame) -> dict[str, dict]:
 
     registry = list(METHODS)
     names = list(dict.fromkeys(df["method"]))
-    slots = {m: registry.index(m) for m in names if m in registry}
-    free = (i for i in range(len(registry), 10**6) if i not in slots.values())
+    n = len(COLORS)
+    slots = {m: registry.index(m) % n for m in names if m in registry}
     for m in names:
-        if m not in slots:
-            slots[m] = next(free)
-    return {m: {"color": COLORS[i % len(COLORS)], "marker": MARKERS[i % len(MARKERS)]} for m, i in slots.items()}
+        if m not in slots:  # the first palette entry no other method of this table uses
+            used = set(slots.values())
+            start = len(registry) % n
+            slots[m] = next((i % n for i in range(start, start + n) if i % n not in used), len(slots) % n)
+    return {m: {"color": COLORS[i], "marker": MARKERS[i % len(MARKERS)]} for m, i in slots.items()}
 
 
 def _average(df: pd.DataFrame, by: list[str], metrics: list[str]) -> pd.DataFrame:
@@ -89,12 +98,22 @@ def _average_finite(df: pd.DataFrame, by: list[str], metrics: list[str]) -> pd.D
 
 
 def _op_order(df: pd.DataFrame) -> dict[tuple[str, str], int]:
-    """Rank of each operating point within its method, by error-free bpp."""
+    """Rank of each operating point within its method, by bpp (analog methods: table order)."""
     order: dict[tuple[str, str], int] = {}
     for m, g in df.groupby("method", sort=False):
-        for rank, op in enumerate(g.groupby("op")["bpp"].mean().sort_values().index):
+        for rank, op in enumerate(g.groupby("op", sort=False)["bpp"].mean().sort_values(kind="stable").index):
             order[(m, op)] = rank
     return order
+
+
+def _digital(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of digital methods (all rows of tables written before analog methods existed)."""
+    return df[df["payload"] != "analog"] if "payload" in df else df
+
+
+def _rate_label(bpp: float, cpp: float) -> str:
+    """``"0.52 bpp"`` for digital rows, ``"0.195 cpp"`` (channel uses per pixel) for analog ones."""
+    return f"{bpp:.2f} bpp" if np.isfinite(bpp) else f"{cpp:.3g} cpp"
 
 
 def _save(fig, out_dir: Path, name: str) -> list[Path]:
@@ -120,7 +139,7 @@ def plot_quality_vs_snr(df: pd.DataFrame, metric: str, out_dir: Path) -> list[Pa
     """``metric`` vs Es/N0, one panel per channel, a line per (method, op)."""
     styles = method_styles(df)
     channels = list(dict.fromkeys(df["channel"]))
-    avg = _average(df, ["method", "op", "channel", "snr_db"], [metric, "bpp"])
+    avg = _average(df, ["method", "op", "channel", "snr_db"], [metric, "bpp", "cpp"])
     ranks = _op_order(df)
     fig, axes = _panels(len(channels))
     for ax, ch in zip(axes, channels):
@@ -131,7 +150,7 @@ def plot_quality_vs_snr(df: pd.DataFrame, metric: str, out_dir: Path) -> list[Pa
             ax.plot(
                 g["snr_db"], g[metric], color=st["color"], marker=st["marker"], markersize=4,
                 linestyle=LINESTYLES[ranks.get((m, op), 0) % len(LINESTYLES)],
-                label=f"{m} {op} ({g['bpp'].iloc[0]:.2f} bpp)",
+                label=f"{m} {op} ({_rate_label(g['bpp'].iloc[0], g['cpp'].iloc[0])})",
             )
         ax.set_title(ch)
         ax.set_xlabel(r"$E_s/N_0$ [dB]")
@@ -246,14 +265,19 @@ def make_plots(df: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     for metric in ("psnr", "ssim", "ms_ssim", "accuracy", "top5"):
         if metric in df:
             paths += plot_quality_vs_snr(df, metric, out_dir)
-    for metric in ("psnr", "accuracy"):
-        if metric in df:
-            paths += plot_quality_vs_bpp(df, metric, out_dir)
-    paths += plot_bler_vs_snr(df, out_dir)
-    paths += plot_lost_vs_snr(df, out_dir)
-    from simlink.plots.bounds import plot_opta_vs_snr
+    digital = _digital(df)
+    if not digital.empty:  # bits, blocks and capacity bounds concern digital methods only
+        for metric in ("psnr", "accuracy"):
+            if metric in digital:
+                paths += plot_quality_vs_bpp(digital, metric, out_dir)
+        paths += plot_bler_vs_snr(digital, out_dir)
+        paths += plot_lost_vs_snr(digital, out_dir)
+        from simlink.plots.bounds import plot_opta_vs_snr
 
-    for metric in ("psnr", "accuracy"):
-        if metric in df and f"{metric}_clean" in df and "cpp" in df:
-            paths += plot_opta_vs_snr(df, metric, out_dir)
+        for metric in ("psnr", "accuracy"):
+            if metric in digital and f"{metric}_clean" in digital and "cpp" in digital:
+                paths += plot_opta_vs_snr(digital, metric, out_dir)
+    from simlink.plots.tradeoff import plot_alpha_tradeoff
+
+    paths += plot_alpha_tradeoff(df, out_dir)
     return paths

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simlink.methods.base import DigitalPayload, Method, OperatingPoint
+from simlink.methods.base import AnalogPayload, DigitalPayload, Method, OperatingPoint
 from simlink.metrics import ms_ssim, psnr, ssim
 
 CONCEALMENT_VALUE = 128
@@ -61,17 +61,36 @@ class Measure:
             raise SimlinkError("task: the dataset has no class labels, so a task model cannot be scored on it")
         self.originals, self.labels, self.task, self.device = originals, labels, task, device
 
-    def __call__(self, recon: np.ndarray, idx: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def __call__(self, recon: np.ndarray, idx: np.ndarray | None = None,
+                 logits: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Per-image metrics; ``logits float[len(idx), C]`` are the receiver's own class scores
+        (a method with a task head): they give ``accuracy`` (and ``top5``), and the frozen task
+        model's score on the reconstruction becomes ``recon_accuracy``."""
         orig = self.originals if idx is None else self.originals[idx]
         out = image_metrics(orig, recon)
+        labels = None if self.labels is None else (self.labels if idx is None else self.labels[idx])
+        if logits is not None:
+            if labels is None:
+                from simlink.errors import SimlinkError
+
+                raise SimlinkError("the dataset has no class labels, so a method's classification head cannot be scored")
+            out.update(_classification(np.asarray(logits), labels))
         if self.task is not None:
-            labels = self.labels if idx is None else self.labels[idx]
-            logits = self.task.logits(recon, device=self.device)
-            out["accuracy"] = (logits.argmax(axis=1) == labels).astype(np.float64)
-            if logits.shape[1] > 10:
-                top5 = np.argsort(-logits, axis=1)[:, :5]
-                out["top5"] = (top5 == labels[:, None]).any(axis=1).astype(np.float64)
+            scores = _classification(self.task.logits(recon, device=self.device), labels)
+            if logits is None:
+                out.update(scores)
+            else:
+                out["recon_accuracy"] = scores["accuracy"]
         return out
+
+
+def _classification(logits: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """``accuracy`` (1.0 where the top-1 class is right) and, for more than 10 classes, ``top5``."""
+    out = {"accuracy": (logits.argmax(axis=1) == labels).astype(np.float64)}
+    if logits.shape[1] > 10:
+        top5 = np.argsort(-logits, axis=1)[:, :5]
+        out["top5"] = (top5 == labels[:, None]).any(axis=1).astype(np.float64)
+    return out
 
 
 @dataclass
@@ -141,3 +160,14 @@ def apply_error_policy(
         for k in metrics:
             metrics[k][bad] = conceal_metrics[k][bad]
     return Outcome(metrics=metrics, lost=lost, concealed=concealed, decoded_again=int(idx.size))
+
+
+def analog_outcome(method: Method, op: OperatingPoint, received: AnalogPayload, measure: Measure) -> Outcome:
+    """Per-image metrics of an analog transmission: every image is decoded from its received
+    symbols (an analog receiver always shows an image, so nothing is lost or concealed); the
+    method's own classification head, if any, scores ``accuracy`` (see :meth:`Measure.__call__`)."""
+    shape = measure.originals.shape[1:]
+    images, _ = method.decode(received, op, shape)
+    metrics = measure(images, None, method.class_logits(received, op))
+    n = len(images)
+    return Outcome(metrics=metrics, lost=np.zeros(n, dtype=bool), concealed=np.zeros(n, dtype=bool), decoded_again=n)

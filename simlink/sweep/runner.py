@@ -34,15 +34,16 @@ from simlink import __version__
 from simlink.data import load_dataset
 from simlink.errors import SimlinkError
 from simlink.methods import build_method
-from simlink.methods.base import DigitalPayload, Method, OperatingPoint
+from simlink.methods.base import AnalogPayload, DigitalPayload, Method, OperatingPoint, Payload
 from simlink.metrics.stats import mean_ci, proportion_ci
 from simlink.phy import DigitalLink
+from simlink.phy.analog import AnalogLink
 from simlink.phy.snr import ebno_db
 from simlink.scenario import Scenario, stable_hash
 from simlink.sweep.grid import Cell, cell_seed, expand_grid
 from simlink.sweep.provenance import device_info, git_revision, package_versions, resolve_device
 from simlink.sweep.prepare import fit_methods, training_context
-from simlink.sweep.receiver import Measure, apply_error_policy, concealment_images
+from simlink.sweep.receiver import Measure, analog_outcome, apply_error_policy, concealment_images
 from simlink.sweep.store import ResultStore
 
 FLUSH_EVERY_S = 5.0
@@ -69,12 +70,19 @@ class Stopwatch:
 
 @dataclass
 class SourceSide:
-    """Everything computed once per (method, operating point) and reused for every cell."""
+    """Everything computed once per (method, operating point) and reused for every cell.
 
-    payload: DigitalPayload
+    For analog methods ``tx`` and ``bits`` are ``None`` and ``clean_metrics`` are those of the
+    noiseless channel."""
+
+    payload: Payload
     clean_metrics: dict[str, np.ndarray]
-    tx: object  # simlink.phy.TxFrame
-    bits: np.ndarray  # int64[N] source bits per image
+    tx: object | None  # simlink.phy.TxFrame (digital)
+    bits: np.ndarray | None  # int64[N] source bits per image (digital)
+
+    @property
+    def analog(self) -> bool:
+        return isinstance(self.payload, AnalogPayload)
 
 
 class _Progress:
@@ -150,11 +158,14 @@ def _summarise(
     mhash: str,
 ) -> dict:
     """One tidy row from a cell's per-image outcome (means over images, 95 % half-widths);
-    ``mhash`` is the method's :func:`method_hash`."""
-    n = len(src.payload.streams)
+    ``mhash`` is the method's :func:`method_hash`. Analog rows have no bits, code or blocks:
+    ``bpp``, ``ebno_db``, ``bler``, ``ber`` and the link's code columns are NaN there."""
+    n = len(outcome.lost)
     pixels = n * num_pixels
-    total_bits = int(src.bits.sum())
+    analog = src.analog
+    total_bits = 0 if analog else int(src.bits.sum())
     total_uses = int(np.asarray(rx.channel_uses).sum())
+    nan = math.nan
     row = {
         "scenario": scenario.name,
         "method": cell.method,
@@ -162,23 +173,24 @@ def _summarise(
         "method_hash": mhash,
         "op": cell.op,
         "op_params": json.dumps(op.params, sort_keys=True),
-        "bpp": total_bits / pixels,
+        "payload": "analog" if analog else "digital",
+        "bpp": nan if analog else total_bits / pixels,
         "cpp": total_uses / pixels,
         "channel": cell.channel,
         "snr_db": float(cell.snr_db),
         "ebno_db": float(ebno_db(cell.snr_db, total_bits, total_uses)) if total_bits and total_uses else math.nan,
         "repeat": int(cell.repeat),
-        "modulation": int(scenario.link.modulation),
-        "code_k": int(scenario.link.code.k),
-        "code_n": int(scenario.link.code.n),
-        "code_rate": scenario.link.code.k / scenario.link.code.n,
+        "modulation": nan if analog else int(scenario.link.modulation),
+        "code_k": nan if analog else int(scenario.link.code.k),
+        "code_n": nan if analog else int(scenario.link.code.n),
+        "code_rate": nan if analog else scenario.link.code.k / scenario.link.code.n,
         "error_policy": scenario.error_policy,
     }
     for name, values in outcome.metrics.items():
         row[name], row[f"{name}_ci"] = mean_ci(values)
     for name, values in src.clean_metrics.items():
         row[f"{name}_clean"] = float(np.mean(values))
-    n_blocks, n_err = int(rx.num_blocks), int(rx.num_block_errors)
+    n_blocks, n_err = (0, 0) if analog else (int(rx.num_blocks), int(rx.num_block_errors))
     row["bler"], row["bler_ci"] = _rate_ci(n_err, n_blocks)
     row["ber"] = rx.bit_errors / total_bits if total_bits else math.nan
     row["lost_frac"], row["lost_frac_ci"] = _rate_ci(int(outcome.lost.sum()), n)
@@ -248,8 +260,6 @@ def run_scenario(
     methods = []
     for cfg in scenario.methods:
         m = build_method(cfg)
-        if m.kind != "digital":
-            raise SimlinkError(f"method {cfg.display_name!r} is {m.kind}; this link runs digital methods only")
         methods.append((cfg.display_name, m, m.operating_points()))
     channel_by_label = dict(zip(scenario.channel_labels(), scenario.channels))
     cells = expand_grid(methods, scenario.channel_labels(), scenario.snr_values, scenario.repeats)
@@ -280,6 +290,7 @@ def run_scenario(
 
     with sw("link_setup"):
         link = DigitalLink(scenario.link, device=torch_device)
+        analog_link = AnalogLink(torch_device)
     need = {c.method for c in todo}
     try:
         with _sigterm_as_interrupt():
@@ -312,13 +323,20 @@ def run_scenario(
                 src = _source_side(method, op, originals, shape, link, sw, measure)
                 for cell in group:
                     progress.describe(f"{mname} {oplabel} {cell.channel} {cell.snr_db:g} dB")
-                    with sw("link"):
-                        rx = link.transmit(src.tx, channel_by_label[cell.channel], cell.snr_db, cell_seed(scenario.seed, cell))
-                    with sw("receiver"):
-                        outcome = apply_error_policy(
-                            scenario.error_policy, method, op, src.payload.streams, rx.streams,
-                            rx.image_ok, measure, src.clean_metrics, conceal,
-                        )
+                    channel, seed = channel_by_label[cell.channel], cell_seed(scenario.seed, cell)
+                    if src.analog:
+                        with sw("link"):
+                            rx = analog_link.transmit(src.payload.symbols, channel, cell.snr_db, seed)
+                        with sw("receiver"):
+                            outcome = analog_outcome(method, op, AnalogPayload(rx.symbols), measure)
+                    else:
+                        with sw("link"):
+                            rx = link.transmit(src.tx, channel, cell.snr_db, seed)
+                        with sw("receiver"):
+                            outcome = apply_error_policy(
+                                scenario.error_policy, method, op, src.payload.streams, rx.streams,
+                                rx.image_ok, measure, src.clean_metrics, conceal,
+                            )
                     store.add(_summarise(scenario, cell, method, op, src, rx, outcome, images.num_pixels,
                                          method_hashes[mname]))
                     n_computed += 1
@@ -372,9 +390,21 @@ def method_hash(method: Method) -> str:
 
 def _source_side(method: Method, op: OperatingPoint, originals: np.ndarray, shape, link, sw: Stopwatch,
                  measure: Measure) -> SourceSide:
-    """Encode, decode error-free, measure, and prepare the link frame for one (method, op)."""
+    """Encode, decode error-free, measure, and prepare the link frame for one (method, op).
+
+    Analog payloads are decoded from the noiseless symbols for the ``*_clean`` columns."""
     with sw("encode"):
         payload = method.encode(originals, op)
+    if method.kind == "analog":
+        syms = getattr(payload, "symbols", None)
+        if not isinstance(payload, AnalogPayload) or syms is None or syms.ndim != 3 or len(syms) != len(originals):
+            raise SimlinkError(f"{method.name} {op.label}: encode must return complex symbols [N, users, S] for the N images")
+        with sw("decode"):
+            recon, _ = method.decode(payload, op, shape)
+            logits = method.class_logits(payload, op)
+        with sw("metrics"):
+            clean = measure(recon, None, logits)
+        return SourceSide(payload=payload, clean_metrics=clean, tx=None, bits=None)
     if not isinstance(payload, DigitalPayload) or len(payload.streams) != len(originals):
         raise SimlinkError(f"{method.name} {op.label}: encode must return one bitstream per image")
     with sw("decode"):
