@@ -90,12 +90,12 @@ def train(
         out.print("nothing to train: every method in this scenario is a classic codec")
         return
     table = Table(title=f"trained models ({dev})")
-    for col in ("method", "op", "status", "train s", "bpp", "mse", "ce", "cache"):
+    for col in ("method", "op", "status", "train s", "bpp", "mse", "ce", "acc", "cache"):
         table.add_column(col)
     for name, r in rows:
         last = r.get("last_epoch", {})
         fmt = lambda k: f"{last[k]:.4g}" if k in last else "-"  # noqa: E731
-        table.add_row(name, r["op"], r["status"], f"{r.get('wall_s', 0):.0f}", fmt("bpp"), fmt("mse"), fmt("ce"),
+        table.add_row(name, r["op"], r["status"], f"{r.get('wall_s', 0):.0f}", fmt("bpp"), fmt("mse"), fmt("ce"), fmt("acc"),
                       escape(str(r["cache"])))
     out.print(table)
 

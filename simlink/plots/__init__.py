@@ -84,9 +84,12 @@ def method_styles(df: pd.DataFrame) -> dict[str, dict]:
 
 
 def _average(df: pd.DataFrame, by: list[str], metrics: list[str]) -> pd.DataFrame:
-    """Mean over repeats, weighted by ``n_images``."""
+    """Mean over repeats, weighted by ``n_images``; NaN where a group has no value (e.g. the
+    ``bpp`` of an analog method)."""
     w = df["n_images"].astype(float)
-    parts = {m: (df[m] * w).groupby([df[c] for c in by]).sum() / w.groupby([df[c] for c in by]).sum() for m in metrics}
+    keys = [df[c] for c in by]
+    parts = {m: (df[m] * w).groupby(keys).sum(min_count=1) / w.where(df[m].notna()).groupby(keys).sum(min_count=1)
+             for m in metrics}
     return pd.DataFrame(parts).reset_index()
 
 

@@ -3,7 +3,7 @@
 ``tradeoff_alpha``: rows = accuracy, PSNR, SSIM (those present); columns = up to four Es/N0
 values of the table (always including the one nearest 3 dB, the paper's SNR, when present);
 x = ``alpha`` (weight of the reconstruction loss), one line per (method, ``beta``) with the
-method's colour and a line style per beta. One figure per channel:
+method's colour and a marker and line style per beta. One figure per channel:
 ``tradeoff_alpha.pdf``/``.png`` for the first channel, ``tradeoff_alpha_<channel>`` for the others.
 Only rows whose ``op_params`` hold both ``alpha`` and ``beta`` are used; nothing is written
 when there are none.
@@ -46,7 +46,7 @@ def plot_alpha_tradeoff(df: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """Draw the trade-off figure(s) (module docstring); returns the files written."""
     import matplotlib.pyplot as plt
 
-    from simlink.plots import LINESTYLES, METRIC_LABELS, _average, _legend_outside, _save, method_styles
+    from simlink.plots import LINESTYLES, MARKERS, METRIC_LABELS, _average, _legend_outside, _save, method_styles
 
     ab = alpha_beta_rows(df)
     if ab.empty:
@@ -67,7 +67,8 @@ def plot_alpha_tradeoff(df: pd.DataFrame, out_dir: str | Path) -> list[Path]:
                 for (m, beta), g in at.groupby(["method", "beta"], sort=False):
                     g = g.sort_values("alpha")
                     st = styles[m]
-                    ax.plot(g["alpha"], g[metric], color=st["color"], marker=st["marker"], markersize=4,
+                    ax.plot(g["alpha"], g[metric], color=st["color"], marker=MARKERS[betas.index(beta) % len(MARKERS)],
+                            markersize=5,
                             linestyle=LINESTYLES[betas.index(beta) % len(LINESTYLES)], label=f"{m}, β={beta:g}")
                 ax.set_xlabel(r"$\alpha$ (weight of reconstruction)")
                 ax.set_ylabel(METRIC_LABELS.get(metric, metric))
