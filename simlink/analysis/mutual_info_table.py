@@ -7,7 +7,7 @@ For every (method, operating point) of a scenario, on the images the scenario se
   learned codec; ``None`` for classic codecs, whose ``I(X; Z)`` columns are then NaN);
 * ``Ŷ`` — the receiver's class probabilities on the *error-free* reconstruction (encode, then
   decode without the channel): the softmax of the frozen task model's logits;
-* ``Y`` — the true label, one-hot.
+* ``Y`` — the true label (class index; CLUB fits a categorical q(y|ŷ), MINE sees it one-hot).
 
 It estimates ``I(X; Z)`` and ``I(Ŷ; Y)`` with CLUB (an upper bound) and MINE (a lower bound),
 both in bits (:func:`simlink.metrics.mutual_info.estimate_mi`), and, as an independent
@@ -228,8 +228,9 @@ def compute_mutual_information(
     settings = {"mi_hidden": ",".join(map(str, hidden_t)), "mi_steps": int(steps), "mi_batch_size": int(batch_size),
                 "mi_holdout": float(holdout), "mi_seed": int(seed)}
 
-    def both(a, b) -> tuple[float, float]:
-        kw = dict(hidden=hidden_t, steps=steps, batch_size=batch_size, seed=seed, device=dev, holdout=holdout)
+    def both(a, b, discrete: bool = False) -> tuple[float, float]:
+        kw = dict(hidden=hidden_t, steps=steps, batch_size=batch_size, seed=seed, device=dev, holdout=holdout,
+                  y_discrete=discrete)
         return (estimate_mi(a, b, method="club", **kw).bits, estimate_mi(a, b, method="mine", **kw).bits)
 
     rows = []
@@ -266,9 +267,8 @@ def compute_mutual_information(
                 if logits.ndim != 2 or len(logits) != n:
                     raise SimlinkError(f"{name} {op.label}: class logits must be float[{n}, C]; got {logits.shape}")
                 c = max(logits.shape[1], int(labels.max()) + 1)
-                y = np.eye(c, dtype=np.float32)[labels]
                 y_hat = _softmax(logits)
-                row["mi_yhat_y_club"], row["mi_yhat_y_mine"] = both(y_hat, y)
+                row["mi_yhat_y_club"], row["mi_yhat_y_mine"] = both(y_hat, np.asarray(labels, dtype=np.int64), True)
                 pred = logits.argmax(axis=1)
                 row["yhat_accuracy"] = float(np.mean(pred == labels))
                 row["mi_yhat_y_plugin"] = plugin_mi_bits(confusion_matrix(pred, labels, c))

@@ -247,6 +247,37 @@ def _club(x, y, x_eval, y_eval, hidden, steps, batch_size, lr, generator) -> tup
         return float(club_bound(mu, logvar, y_eval, mode="full")), history
 
 
+def club_bound_categorical(log_q: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Full CLUB in nats with a categorical ``q(y|x_i)`` for a discrete ``Y``.
+
+    Inputs: ``log_q float[N, C]`` (log-probabilities of ``q(.|x_i)``), ``labels int64[N]``.
+    Output: ``mean_i log q(y_i|x_i) - mean_i sum_c p(c) log q(c|x_i)`` with ``p`` the empirical
+    label frequencies, i.e. the negative term averaged over all ``N^2`` pairs. Bounded by the
+    range of ``log q`` (a Gaussian ``q`` on one-hot labels is not: its variance collapses).
+    """
+    positive = log_q.gather(1, labels[:, None]).mean()
+    freq = torch.bincount(labels, minlength=log_q.shape[1]).to(log_q.dtype) / labels.shape[0]
+    return positive - (log_q * freq[None, :]).sum(1).mean()
+
+
+def _club_categorical(x, y, x_eval, y_eval, hidden, steps, batch_size, lr, generator) -> tuple[float, list[float]]:
+    """CLUB with a softmax-MLP ``q(y|x)`` fitted by maximum likelihood (cross-entropy); ``y``
+    holds class indices (as float, see :func:`_as_tensor`)."""
+    n_classes = int(torch.cat([y, y_eval]).max().item()) + 1
+    q = _mlp(x.shape[1], hidden, n_classes).to(x.device)
+    y, y_eval = y[:, 0].long(), y_eval[:, 0].long()
+
+    def step(xb, yb):
+        log_q = torch.log_softmax(q(xb), dim=1)
+        with torch.no_grad():
+            est = float(club_bound_categorical(log_q, yb))
+        return -log_q.gather(1, yb[:, None]).mean(), est
+
+    history = _train(q.parameters(), step, x, y, steps, batch_size, lr, generator)
+    with torch.no_grad():
+        return float(club_bound_categorical(torch.log_softmax(q(x_eval), dim=1), y_eval)), history
+
+
 def _mine(
     x, y, x_eval, y_eval, hidden, steps, batch_size, lr, generator, ema_rate: float, eval_shuffles: int
 ) -> tuple[float, list[float]]:
@@ -300,6 +331,7 @@ def estimate_mi(
     holdout: float = 0.2,
     ema_rate: float = 0.01,
     eval_shuffles: int = 20,
+    y_discrete: bool = False,
 ) -> MIEstimate:
     """Estimate ``I(X; Y)`` with CLUB (upper bound) or MINE (lower bound).
 
@@ -316,11 +348,21 @@ def estimate_mi(
             estimate (``0`` trains and evaluates on all pairs, which lets MINE overfit upwards).
         ema_rate: MINE only, weight of the newest minibatch in the moving average of ``E[exp T]``.
         eval_shuffles: MINE only, permutations of ``y`` pooled for the final denominator.
+        y_discrete: ``y`` is ``int[N]`` class indices (0..C-1). CLUB then uses a categorical
+            ``q(y|x)`` (softmax MLP, :func:`club_bound_categorical`) instead of a Gaussian, whose
+            variance would collapse on a discrete ``y`` and make the bound meaningless; MINE
+            sees ``y`` one-hot.
 
     Returns:
         :class:`MIEstimate` with the final estimate in nats and bits, and the per-step
         minibatch estimates (nats) in ``history``.
     """
+    if y_discrete:
+        labels = np.asarray(y.cpu() if isinstance(y, torch.Tensor) else y)
+        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or (labels.size and labels.min() < 0):
+            raise ValueError("y_discrete=True needs y as int[N] class indices >= 0")
+        if method == "mine":
+            y = np.eye(int(labels.max()) + 1 if labels.size else 1, dtype=np.float32)[labels]
     x_t, y_t = _as_tensor(x, "x", device), _as_tensor(y, "y", device)
     n = x_t.shape[0]
     if y_t.shape[0] != n:
@@ -337,7 +379,7 @@ def estimate_mi(
         tr, ev = (split[n_eval:], split[:n_eval]) if n_eval else (split, split)
         args = (x_t[tr], y_t[tr], x_t[ev], y_t[ev], tuple(hidden), steps, batch_size, lr, generator)
         if method == "club":
-            nats, history = _club(*args)
+            nats, history = (_club_categorical if y_discrete else _club)(*args)
         elif method == "mine":
             nats, history = _mine(*args, ema_rate=ema_rate, eval_shuffles=eval_shuffles)
         else:

@@ -7,8 +7,11 @@ Order of work (see DESIGN.md, "Encode once, transmit many"):
    method that has cells to run;
 3. per (method, operating point): source-encode every image, decode the error-free streams,
    measure them, and prepare the link frame (segmentation, CRC, LDPC encoding, QAM mapping);
+   analog methods (deep JSCC) encode to channel symbols instead, measured through a noiseless
+   channel for the ``*_clean`` columns;
 4. per (channel, SNR, repeat) cell: channel → equalisation → demapping → BP decoding → CRC;
-   only images whose received bytes differ from the sent ones are source-decoded again;
+   only images whose received bytes differ from the sent ones are source-decoded again
+   (analog: channel → equalisation → the method's decoders, see :mod:`simlink.phy.analog`);
 5. one row per cell goes to the :class:`~simlink.sweep.store.ResultStore`, flushed atomically
    at least every few seconds, so Ctrl-C or a kill loses at most the cells since the last flush
    and a rerun of the same command resumes.
