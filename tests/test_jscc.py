@@ -193,7 +193,15 @@ def test_second_stage_trains_only_the_decoders_and_is_cached(tmp_path, one_torch
     p1, p2 = m.encode(imgs, op), again.encode(imgs, op)
     assert torch.equal(p1.symbols, p2.symbols)
     assert m.latents(imgs, op).shape == (3, 2 * 4 * 8)
-    del net
+    # the sweep's decode + class_logits of one received payload run the decoders once
+    calls = []
+    decode = net.decode
+    net.decode = lambda y: calls.append(1) or decode(y)
+    images_out, ok = m.decode(p1, op, (32, 32, 3))
+    logits = m.class_logits(p1, op)
+    assert len(calls) == 1 and ok.all() and images_out.shape == (3, 32, 32, 3) and logits.shape[0] == 3
+    m.class_logits(type(p1)(p1.symbols.clone()), op)  # another payload: decoded again
+    assert len(calls) == 2
 
 
 def test_measure_scores_a_head_and_the_task_model_separately():

@@ -10,7 +10,7 @@ from simlink.learned.cache import (
     module_fingerprint,
     safe_torch_load,
 )
-from simlink.learned.trainer import OptimSettings, TrainResult, save_finished, train_or_load, train_resumable
+from simlink.learned.trainer import OptimSettings, TrainResult, save_finished, stages_report, train_or_load, train_resumable
 
 __all__ = [
     "CODE_VERSION",
@@ -25,6 +25,7 @@ __all__ = [
     "module_fingerprint",
     "safe_torch_load",
     "save_finished",
+    "stages_report",
     "train_or_load",
     "train_resumable",
 ]

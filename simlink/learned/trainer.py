@@ -247,3 +247,16 @@ def train_or_load(
                              log=ctx.log)
     save_finished(net, cache, {"key": key, "device": str(ctx.device)}, result)
     return True
+
+
+def stages_report(op_label: str, status: str, caches: list[ModelCache]) -> dict:
+    """One row of :meth:`Method.training_report` for a model trained in cached stages.
+
+    Inputs: the operating point's label, ``"trained"`` or ``"cached"``, the stages' caches in
+    training order. Output: ``op``, ``status``, ``cache`` (the last stage's folder), ``last_epoch``
+    (mean losses of the last epoch of the latest stage with a history) and ``wall_s`` (training
+    seconds summed over the stages)."""
+    infos = [c.info() for c in caches]
+    history = next((i["history"] for i in reversed(infos) if i.get("history")), [{}])
+    return {"op": op_label, "status": status, "cache": str(caches[-1].dir), "last_epoch": history[-1],
+            "wall_s": sum(i.get("wall_s", 0.0) for i in infos)}

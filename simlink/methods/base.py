@@ -141,6 +141,13 @@ class Method(ABC):
         ``wall_s``, ``last_epoch`` (mean losses), ``cache`` (folder). Empty for classic codecs."""
         return []
 
+    def not_trained(self, op: OperatingPoint) -> Exception:
+        """The error a learned method raises when coding before :meth:`fit`."""
+        from simlink.errors import SimlinkError
+
+        return SimlinkError(f"{self.config.display_name} {op.label}: not trained; call fit() first "
+                            "(simlink run / simlink train do this)")
+
     def cache_key(self) -> dict:
         """What identifies this method's encodings (for caching): its validated config."""
         return {"method": self.name, **self.config.model_dump()}

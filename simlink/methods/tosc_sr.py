@@ -58,6 +58,7 @@ from simlink.learned import (
     OptimSettings,
     fingerprint,
     module_fingerprint,
+    stages_report,
     train_or_load,
 )
 from simlink.methods.base import DigitalPayload, Method, MethodConfig, OperatingPoint, register_method
@@ -354,19 +355,14 @@ class LearnedCodec(Method):
                 self._run_stage(net, pre_cache, pre_key, c.train.pretrain, ctx)
             self._run_stage(net, fine_cache, fine_key, c.train.finetune, ctx)
             self._trained[op.label] = _Trained(net, str(ctx.device))
-            pre_info, fine_info = pre_cache.info(), fine_cache.info()
-            history = fine_info.get("history") or pre_info.get("history") or [{}]
-            self._report.append({
-                "op": op.label, "status": status, "cache": str(fine_cache.dir), "last_epoch": history[-1],
-                "wall_s": fine_info.get("wall_s", 0.0) + pre_info.get("wall_s", 0.0)})
+            self._report.append(stages_report(op.label, status, [pre_cache, fine_cache]))
 
     def training_report(self) -> list[dict]:
         return list(self._report)
 
     def _model(self, op: OperatingPoint) -> _Trained:
         if op.label not in self._trained:
-            raise SimlinkError(f"{self.config.display_name} {op.label}: not trained; call fit() first "
-                               "(simlink run / simlink train do this)")
+            raise self.not_trained(op)
         return self._trained[op.label]
 
     # ------------------------------------------------------------------ coding
@@ -375,7 +371,6 @@ class LearnedCodec(Method):
         """Range-code ``uint8[N, H, W, 3]`` images; one stream per image (module docstring)."""
         t = self._model(op)
         streams: list[bytes] = []
-        bits_model = []
         for start in range(0, len(images), batch_size):
             x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(t.device)
             x = pad_to_multiple(x.permute(0, 3, 1, 2).float() / 255.0)
