@@ -52,6 +52,7 @@ from simlink.phy.analog import AnalogLink, complex_to_real, power_normalise, rea
 from simlink.phy.channels import AWGNChannel, ChannelConfig
 from simlink.phy.link import sionna_seed
 from simlink.phy.snr import esno_db_to_no
+from simlink.tasks.classifier import images_to_tensor, tensor_to_images
 
 
 # ----------------------------------------------------------------------------------- network
@@ -375,8 +376,7 @@ class MultiUserJSCC(Method):
         net = self._net(op)
         out = []
         for a in range(0, len(images), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(images[a:a + batch_size])).to(self._device)
-            out.append(net.encode(x.permute(0, 3, 1, 2).float() / 255.0))
+            out.append(net.encode(images_to_tensor(images[a:a + batch_size], self._device)))
         symbols = torch.cat(out) if out else torch.zeros(0, self.config.users, self.config.channel_uses,
                                                           dtype=torch.complex64, device=self._device)
         return AnalogPayload(symbols=symbols)
@@ -394,7 +394,7 @@ class MultiUserJSCC(Method):
         y = payload.symbols.to(self._device)
         for a in range(0, len(y), batch_size):
             x_hat, lg = net.decode(y[a:a + batch_size])
-            imgs.append((x_hat.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
+            imgs.append(tensor_to_images(x_hat))
             logits.append(lg.float().cpu().numpy())
         self._last_rx = (key, payload.symbols, (imgs, logits))
         return imgs, logits

@@ -62,6 +62,7 @@ from simlink.learned import (
     train_or_load,
 )
 from simlink.methods.base import DigitalPayload, Method, MethodConfig, OperatingPoint, register_method
+from simlink.tasks.classifier import images_to_tensor, tensor_to_images
 
 PAD_MULTIPLE = 32  # g_a halves three times, h_a twice
 
@@ -372,8 +373,7 @@ class LearnedCodec(Method):
         t = self._model(op)
         streams: list[bytes] = []
         for start in range(0, len(images), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(t.device)
-            x = pad_to_multiple(x.permute(0, 3, 1, 2).float() / 255.0)
+            x = pad_to_multiple(images_to_tensor(images[start:start + batch_size], t.device))
             y = t.net.g_a(x)
             y_hat = torch.round(y).cpu().numpy().astype(np.int64)
             z_hat = torch.round(t.net.h_a(y)).cpu().numpy().astype(np.int64)
@@ -392,8 +392,7 @@ class LearnedCodec(Method):
         t = self._model(op)
         out = []
         for start in range(0, len(images), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(t.device)
-            x = pad_to_multiple(x.permute(0, 3, 1, 2).float() / 255.0)
+            x = pad_to_multiple(images_to_tensor(images[start:start + batch_size], t.device))
             out.append(torch.round(t.net.g_a(x)).flatten(1).cpu().numpy())
         return np.concatenate(out).astype(np.float32)
 
@@ -424,8 +423,7 @@ class LearnedCodec(Method):
         for start in range(0, len(idx), batch_size):
             sel = idx[start:start + batch_size]
             x_hat = t.net.g_s(torch.from_numpy(y_all[sel]).to(t.device))[..., :h, :w]
-            img = (x_hat.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-            out[sel] = img
+            out[sel] = tensor_to_images(x_hat)
         return out, ok
 
 

@@ -75,6 +75,12 @@ def images_to_tensor(images: np.ndarray, device: str | torch.device = "cpu") -> 
     return t.permute(0, 3, 1, 2).float().div_(255.0)
 
 
+def tensor_to_images(x: torch.Tensor) -> np.ndarray:
+    """Inverse of :func:`images_to_tensor`: ``float[N, 3, H, W]`` (clipped to [0, 1]) ->
+    ``uint8[N, H, W, 3]`` numpy, rounded to the nearest level."""
+    return (x.detach().clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
 class TaskModel:
     """A classifier plus what is needed to run, save and rebuild it.
 
