@@ -248,15 +248,17 @@ def mutual_information(
 
 @app.command("list")
 def list_things() -> None:
-    """List datasets, methods and channels."""
+    """List datasets, methods, channels and task kinds."""
     from simlink.data import list_datasets
     from simlink.methods import METHODS
     from simlink.phy.channels import CHANNELS
+    from simlink.tasks.kinds import TASK_KINDS
 
     for title, rows in (
         ("datasets", list_datasets()),
         ("methods", [(n, f"({c.kind}) {c.description}") for n, c in METHODS.items()]),
-        ("channels", [(n, d) for n, d in CHANNELS.items()]),
+        ("channels", [(n, c.description) for n, c in CHANNELS.items()]),
+        ("task kinds", [(n, k.description) for n, k in TASK_KINDS.items()]),
     ):
         t = Table(title=title, show_header=False, title_justify="left")
         t.add_column("name", style="bold")

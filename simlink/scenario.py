@@ -9,25 +9,25 @@ a seed and a device. :func:`load_scenario` turns a YAML file into a validated
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from simlink.data.registry import DATASETS
 from simlink.errors import ScenarioError
-from simlink.methods import METHODS
-from simlink.methods.base import MethodConfig
+from simlink.hashing import stable_hash
+from simlink.methods.base import METHODS, MethodConfig
 from simlink.phy.channels import ChannelConfig
 from simlink.phy.config import LinkConfig
+from simlink.schema import Strict as _Strict
+from simlink.schema import format_errors, registered_name, registry_entry, settings_dump
+from simlink.tasks.kinds import TASK_KINDS
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+#: One ``methods:`` entry: its ``name`` picks the registered method, whose ``Config`` validates it.
+MethodEntry = registry_entry(METHODS, MethodConfig, model_of=lambda m: m.Config)
 
 
 class DatasetConfig(_Strict):
@@ -37,26 +37,15 @@ class DatasetConfig(_Strict):
     without it, ``$SIMLINK_DATA/<name>`` and ``~/.cache/simlink/datasets/<name>`` are searched.
     """
 
-    name: str = "synthetic"
+    name: registered_name(DATASETS) = "synthetic"
     split: str = "test"
     n_images: int = Field(16, ge=1, description="images sent per cell (a seeded, class-balanced sample)")
     image_size: int | None = Field(None, ge=8, description="square size in pixels; None = native")
     root: str | None = None
     download: bool = False
 
-    @field_validator("name")
-    @classmethod
-    def _known_dataset(cls, v: str) -> str:
-        from simlink.data import DATASETS
-
-        if v not in DATASETS:
-            raise ValueError(f"{v!r} is not one of {', '.join(sorted(DATASETS))}")
-        return v
-
     @model_validator(mode="after")
     def _known_split(self) -> "DatasetConfig":
-        from simlink.data import DATASETS
-
         splits = list(DATASETS[self.name].splits)
         if splits and self.split not in splits:
             raise ValueError(f"split {self.split!r} is not one of {', '.join(splits)} for dataset {self.name!r}")
@@ -95,7 +84,7 @@ class TaskConfig(_Strict):
     results table. Learned methods with a task term (``tosc_sr``, ``rtd``) train against it.
     """
 
-    kind: Literal["classification"] = "classification"
+    kind: registered_name(TASK_KINDS) = Field("classification", description="a task kind (simlink.tasks.kinds)")
     model: str
     weights: str | None = None
     train: TaskTrainConfig | None = None
@@ -134,8 +123,8 @@ class Scenario(_Strict):
     seed: int = Field(0, ge=0, lt=2**63)
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     dataset: DatasetConfig = DatasetConfig()
-    methods: list[MethodConfig] = Field(min_length=1)
-    link: LinkConfig = LinkConfig()
+    methods: list[MethodEntry] = Field(min_length=1)
+    link: LinkConfig = Field(default_factory=LinkConfig)  # a factory: importing the schema builds no code
     channels: list[ChannelConfig] = Field(min_length=1)
     snr_db: list[float] | SNRRange = Field(description="Es/N0 per complex channel use, dB")
     task: TaskConfig | None = None
@@ -150,27 +139,6 @@ class Scenario(_Strict):
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", v):
             raise ValueError(f"{v!r} is not one of auto, cpu, cuda, cuda:N")
         return v
-
-    @field_validator("methods", mode="before")
-    @classmethod
-    def _method_configs(cls, v: Any) -> Any:
-        if not isinstance(v, list):
-            return v
-        out = []
-        for i, entry in enumerate(v):
-            if isinstance(entry, MethodConfig):
-                out.append(entry)
-                continue
-            if not isinstance(entry, dict) or "name" not in entry:
-                raise _NestedError(f"methods.{i}", "each method needs a 'name'", entry)
-            name = entry["name"]
-            if name not in METHODS:
-                raise _NestedError(f"methods.{i}.name", f"{name!r} is not one of {', '.join(sorted(METHODS))}", name)
-            try:
-                out.append(METHODS[name].Config.model_validate(entry))
-            except ValidationError as e:
-                raise _NestedError(f"methods.{i}", _format_errors(e), entry, nested=True) from None
-        return out
 
     @field_validator("snr_db")
     @classmethod
@@ -206,20 +174,57 @@ class Scenario(_Strict):
         return [_channel_label(c) for c in self.channels]
 
     def context_hash(self) -> str:
-        """Hash of everything that changes every cell's result (dataset, link, seed, policy).
+        """Hash of everything that changes every cell's result (dataset, link, seed, policy, task).
 
         Methods, channels, SNRs and repeats are *not* in it: adding any of them to a scenario
-        and re-running into the same folder computes only the new cells.
+        and re-running into the same folder computes only the new cells. Only settings that
+        differ from their defaults are hashed (:func:`~simlink.schema.settings_dump`), so a key
+        added to the schema later, with a default, leaves the hash of every scenario that does not
+        set it unchanged. Result folders written before this rule (hash version 1) are recognised
+        through :meth:`legacy_context_hashes`.
         """
         ctx = {
-            "dataset": self.dataset.model_dump(exclude={"download"}),
-            "link": self.link.model_dump(exclude={"max_codewords_per_batch"}),  # a speed knob only
+            "version": 2,
+            "dataset": settings_dump(self.dataset, exclude={"download"}),
+            "link": settings_dump(self.link, exclude={"max_codewords_per_batch"}),  # a speed knob only
             "seed": self.seed,
             "error_policy": self.error_policy,
         }
-        if self.task is not None:  # only when set, so scenarios without a task keep their hash
-            ctx["task"] = self.task.model_dump()
+        if self.task is not None:
+            ctx["task"] = settings_dump(self.task)
         return stable_hash(ctx)
+
+    def legacy_context_hashes(self) -> list[str]:
+        """Context hashes this scenario had under earlier hash versions (folders written by earlier
+        simlink versions resume under them). Version 1 hashed every field of dataset, link and task
+        as they stood then; a scenario that sets a key added since cannot have a version-1 hash."""
+        v1_fields = {
+            "dataset": {"name", "split", "n_images", "image_size", "root"},
+            "link": {"code", "modulation", "crc"},
+            "code": {"name", "k", "n", "num_iter", "cn_update", "early_stop"},
+            "task": {"kind", "model", "weights", "train"},
+            "train": {"split", "n_images", "epochs", "lr", "batch_size", "augment", "width"},
+        }
+
+        def newer_keys_set(model, allowed: set[str]) -> bool:
+            return bool(set(settings_dump(model)) - allowed - {"download", "max_codewords_per_batch"})
+
+        if newer_keys_set(self.dataset, v1_fields["dataset"]) or newer_keys_set(self.link, v1_fields["link"]) \
+                or newer_keys_set(self.link.code, v1_fields["code"]):
+            return []
+        ctx = {
+            "dataset": self.dataset.model_dump(include=v1_fields["dataset"]),
+            "link": self.link.model_dump(include={"modulation": True, "crc": True, "code": v1_fields["code"]}),
+            "seed": self.seed,
+            "error_policy": self.error_policy,
+        }
+        if self.task is not None:
+            if newer_keys_set(self.task, v1_fields["task"]) or (
+                    self.task.train is not None and newer_keys_set(self.task.train, v1_fields["train"])):
+                return []
+            ctx["task"] = self.task.model_dump(include={"kind": True, "model": True, "weights": True,
+                                                        "train": v1_fields["train"]})
+        return [stable_hash(ctx)]
 
     def to_yaml_dict(self) -> dict:
         """Plain data for the manifest (round-trips through :func:`parse_scenario`)."""
@@ -232,67 +237,6 @@ def _channel_label(c: Any) -> str:
     return getattr(c, "label", None) or c.name
 
 
-def stable_hash(obj: Any, n: int = 16) -> str:
-    """Short sha256 of a JSON-serialisable object with sorted keys."""
-    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:n]
-
-
-# ---- errors -------------------------------------------------------------------------------
-class _NestedError(ValueError):
-    """Raised inside validators to report a location deeper than the field itself."""
-
-    def __init__(self, loc: str, msg: str, value: Any, nested: bool = False):
-        self.loc, self.msg, self.value, self.nested = loc, msg, value, nested
-        super().__init__(msg)
-
-
-def _fmt_value(v: Any) -> str:
-    s = repr(v) if isinstance(v, str) else json.dumps(v, default=str) if isinstance(v, (dict, list)) else str(v)
-    return s if len(s) <= 60 else s[:57] + "..."
-
-
-def _format_one(err: dict) -> str:
-    loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and "[" in p))
-    typ, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
-    if typ == "literal_error":
-        expected = ctx.get("expected", "")
-        allowed = expected.replace(" or ", ", ").replace("'", "")
-        text = f"{_fmt_value(value)} is not one of {allowed}"
-    elif typ == "extra_forbidden":
-        text = "unknown key (not allowed here; check spelling)"
-    elif typ == "missing":
-        text = "required key is missing"
-    elif typ == "union_tag_invalid":
-        text = f"{_fmt_value(ctx.get('tag'))} is not one of {ctx.get('expected_tags', '').replace(chr(39), '')}"
-    elif typ == "value_error" and isinstance(ctx.get("error"), _NestedError):
-        return f"{ctx['error'].loc}: {ctx['error'].msg}"  # nested ones are expanded by _format_errors
-    else:
-        msg = err["msg"].removeprefix("Value error, ")
-        shown = _fmt_value(value)
-        if isinstance(value, dict) and loc and re.match(r"^[A-Za-z_][\w.]*: ", msg):
-            return f"{loc}.{msg}"  # a model-level check that names its field: "field: problem"
-        if value is None or isinstance(value, dict) or msg.startswith((shown, str(value))):
-            text = msg
-        else:
-            text = f"{shown}: {msg}"
-    return f"{loc}: {text}" if loc else text
-
-
-def _format_errors(e: ValidationError) -> str:
-    """One line per problem, ``field.path: what is wrong`` (nested method errors expanded)."""
-    lines = []
-    for err in e.errors():
-        ctx = err.get("ctx") or {}
-        ne = ctx.get("error")
-        if isinstance(ne, _NestedError) and ne.nested:
-            for line in ne.msg.splitlines():
-                lines.append(f"{ne.loc}.{line}")
-            continue
-        lines.append(_format_one(err))
-    return "\n".join(lines)
-
-
 def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
     """Validate already-parsed YAML data. Raises :class:`ScenarioError` naming ``source``."""
     if not isinstance(data, dict):
@@ -300,7 +244,7 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as e:
-        body = _format_errors(e)
+        body = format_errors(e)
         raise ScenarioError("\n".join(f"{source}: {line}" for line in body.splitlines())) from None
 
 

@@ -36,3 +36,28 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def isolated_home(tmp_path, monkeypatch):
+    """No real caches or SIMLINK_DATA leak into a test: HOME is a fresh folder, SIMLINK_DATA unset."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("SIMLINK_DATA", raising=False)
+    return home
+
+
+def random_images(n: int = 24, size: int = 8, seed: int = 0):
+    """``uint8[n, size, size, 3]`` uniform noise images (training-loop tests)."""
+    import numpy as np
+
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+
+def small_conv(seed: int = 0):
+    """A two-layer 3 -> 4 -> 3 convolutional network with weights from ``seed``."""
+    from torch import nn
+
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 3, 3, padding=1))

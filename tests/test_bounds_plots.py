@@ -96,12 +96,55 @@ def test_representative_op_is_nearest_to_the_median_cpp():
     assert reps["rho"].iloc[0] == pytest.approx(1.0 / (8 / 3) * 1.05)
 
 
-def test_make_plots_writes_the_bound_figures(tmp_path):
+def test_make_plots_writes_the_bound_figures(tmp_path, monkeypatch):
+    import simlink.plots
+    import simlink.plots.bounds
+
+    figs, original = {}, simlink.plots._save
+
+    def capture(fig, out_dir, name):  # record the figure, then save it as usual
+        figs[name] = fig
+        return original(fig, out_dir, name)
+
+    monkeypatch.setattr(simlink.plots.bounds, "_save", capture)  # bound at import time there
+    monkeypatch.setattr(simlink.plots, "_save", capture)
     names = {p.name for p in make_plots(_table(), tmp_path)}
     for stem in ("opta_vs_snr", "opta_accuracy_vs_snr", "bler_vs_snr", "psnr_vs_snr"):
         assert {f"{stem}.pdf", f"{stem}.png"} <= names
     assert (tmp_path / "opta_vs_snr.pdf").read_bytes().startswith(b"%PDF")
     assert plot_opta_vs_snr(_table().query("method == 'webp'"), "psnr", tmp_path / "none") == []
+
+    # bler_vs_snr: dotted limits in their channel's colour, the AWGN cross at the first zero-BLER SNR
+    lines = {ln.get_label(): ln for ln in figs["bler_vs_snr"].axes[0].get_lines()}
+    awgn, ray = lines["awgn (40 blocks/pt)"], lines["rayleigh_block(image) (40 blocks/pt)"]
+    for data in (awgn, ray):  # BLER 1 at 0 and 5 dB, 0 (not drawn) above
+        np.testing.assert_allclose(data.get_xdata(), [0.0, 5.0])
+        np.testing.assert_allclose(data.get_ydata(), [1.0, 1.0])
+    qam, erg = qam_limit_db(16, 2 / 3), ergodic_limit_db(16, 2 / 3)
+    dotted = {lb: ln for lb, ln in lines.items() if ln.get_linestyle() == ":"}
+    assert set(dotted) == {f"16-QAM AWGN limit, R=0.667: {qam:.2f} dB",
+                           f"Rayleigh ergodic limit (Gaussian input), R=0.667: {erg:.2f} dB"}
+    for lb, ln in dotted.items():
+        np.testing.assert_allclose(ln.get_xdata(), [qam, qam] if "AWGN" in lb else [erg, erg])
+        assert ln.get_color() == (awgn if "AWGN" in lb else ray).get_color()
+    (cross,) = [ln for ln in lines.values() if ln.get_marker() == "x"]
+    np.testing.assert_allclose(cross.get_xdata(), [10.0])
+    np.testing.assert_allclose(cross.get_ydata(), [1e-2])
+    assert cross.get_label() == f"awgn: BLER 0.01 at 10.00 dB, gap {10.0 - qam:.2f} dB"
+    assert cross.get_color() == awgn.get_color()
+
+    # opta_vs_snr: jpeg q=50 (the median-cpp op) measured, and its error-free curve at rho * C
+    rho = 1.0 / (8 / 3) * 1.05
+    bpp, clean = [b for _, b, _ in OPS["jpeg"]], [c for _, _, c in OPS["jpeg"]]
+    for ax, cap in zip(figs["opta_vs_snr"].axes, (awgn_capacity, rayleigh_ergodic_capacity)):
+        lines = {ln.get_label(): ln for ln in ax.get_lines()}
+        assert set(lines) == {f"jpeg q=50 (ρ={rho:.3g})", f"jpeg + capacity (OPTA, ρ={rho:.3g})"}
+        meas, bound = lines[f"jpeg q=50 (ρ={rho:.3g})"], lines[f"jpeg + capacity (OPTA, ρ={rho:.3g})"]
+        np.testing.assert_allclose(meas.get_xdata(), [0.0, 5.0, 10.0, 20.0])
+        np.testing.assert_allclose(meas.get_ydata(), [11.0, 11.0, 30.0, 30.0])
+        x = np.asarray(bound.get_xdata(), float)
+        assert x[0] == 0.0 and x[-1] == 20.0 and {0.0, 5.0, 10.0, 20.0} <= set(x) and bound.get_linestyle() == "--"
+        np.testing.assert_allclose(bound.get_ydata(), opta_distortion(bpp, clean, rho, cap(x)), equal_nan=True)
 
 
 @pytest.mark.skipif(not SMALL_OUT.is_file(), reason="no realistic table at /tmp/small_out")

@@ -21,13 +21,7 @@ from simlink.errors import DatasetNotFoundError
 SHARED = Path(__file__).parents[1] / ".." / "shared" / "data"
 
 
-@pytest.fixture(autouse=True)
-def _isolated_env(tmp_path, monkeypatch):
-    """No real caches or SIMLINK_DATA leak into tests: HOME is a fresh folder, SIMLINK_DATA unset."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("SIMLINK_DATA", raising=False)
+pytestmark = pytest.mark.usefixtures("isolated_home")  # no real caches or SIMLINK_DATA leak in
 
 
 def _rng_images(rng, n, h, w):
@@ -414,8 +408,12 @@ def test_folder_of_images(tmp_path):
     Image.fromarray(b).save(tmp_path / "kodim01.bmp")
     Image.fromarray(a).save(tmp_path / "kodim03.jpg", quality=95)
     (tmp_path / "notes.txt").write_text("not an image")
-    with pytest.raises(ValueError, match="image_size"):
-        load_dataset("folder", root=tmp_path)
+    mixed = load_dataset("folder", root=tmp_path)  # mixed sizes without image_size: native, one array each
+    assert not mixed.uniform and isinstance(mixed.images, list)
+    assert mixed.shapes == [(30, 20, 3), (20, 30, 3), (20, 30, 3)]
+    assert np.array_equal(mixed.image(0), b) and np.array_equal(mixed.image(1), a)  # bmp, png: lossless
+    with pytest.raises(ValueError, match="differ in size"):
+        mixed.image_shape
     s = load_dataset("folder", root=tmp_path, image_size=16)
     assert s.images.shape == (3, 16, 16, 3) and s.labels is None and s.masks is None
     assert s.meta["files"] == ["kodim01.bmp", "kodim02.png", "kodim03.jpg"]

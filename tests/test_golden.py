@@ -48,7 +48,6 @@ def _golden(name: str, actual):
 def _streams(method_entry: dict, images, tmp_path) -> dict[str, list[str]]:
     from simlink.learned.context import TrainingContext
     from simlink.methods import build_method
-    from simlink.methods.tosc_sr import _Trained
 
     sc = parse_scenario({**_scenario_dict(), "methods": [method_entry]})
     m = build_method(sc.methods[0])
@@ -73,17 +72,16 @@ def _tosc_sr_streams(images) -> dict[str, list[str]]:
     import torch
 
     from simlink.methods import build_method
-    from simlink.methods.tosc_sr import _Trained
 
     sc = parse_scenario({**_scenario_dict(), "methods": [{"name": "rrd", "lmbda": [0.01], "network": NETWORK}]})
     m = build_method(sc.methods[0])
     (op,) = m.operating_points()
-    net = m._build_net(sc.seed)
+    net = m.build_network(sc.seed)
     with torch.no_grad():
         net.g_a[-1].weight.mul_(10.0)
         net.g_a[-1].bias.mul_(10.0)
         net.h_a[-1].weight.mul_(20.0)
-    m._trained[op.label] = _Trained(net, "cpu")
+    m.set_network(op, net, "cpu")
     return {op.label: [hashlib.md5(s).hexdigest() for s in m.encode(images, op).streams]}
 
 

@@ -11,11 +11,12 @@ import torch
 
 from simlink.errors import ScenarioError, SimlinkError
 from simlink.learned.context import TrainingContext
-from simlink.methods.jscc_multiuser import JSCCConfig, MultiUserJSCC, MultiUserJSCCNet, jscc_loss
+from simlink.methods.jscc_multiuser import JSCCConfig, MultiUserJSCC
+from simlink.methods.jscc_multiuser_net import MultiUserJSCCNet, jscc_loss
 from simlink.phy.analog import AnalogLink, complex_to_real, power_normalise, real_to_complex
 from simlink.phy.channels import AWGNChannel, RayleighBlockChannel, RayleighFastChannel
 from simlink.scenario import DatasetConfig, parse_scenario
-from simlink.sweep.receiver import Measure
+from simlink.metrics.measure import Measure
 
 
 def _symbols(n=64, u=4, s=500, seed=0):
@@ -50,6 +51,25 @@ def test_awgn_noise_has_the_variance_of_the_snr(snr_db):
     again = link.transmit(x, AWGNChannel(), snr_db, seed=1)
     other = link.transmit(x, AWGNChannel(), snr_db, seed=2)
     assert torch.equal(again.symbols, rx.symbols) and not torch.equal(other.symbols, rx.symbols)
+
+
+def test_the_link_normalises_the_power_it_is_given():
+    """Symbols of mean power 4 sent at Es/N0 = 0 dB arrive at 0 dB (not +6 dB): the link scales
+    each user's symbols of each image to power 1, the same as normalising them beforehand."""
+    from simlink.phy.analog import unit_power
+
+    link = AnalogLink("cpu")
+    x = _symbols()
+    assert torch.equal(unit_power(x), x)  # already at power 1: sent bit for bit as the encoder made it
+    loud = 2.0 * x  # mean |x|^2 = 4 per user and image
+    uneven = x * torch.linspace(0.5, 3.0, 4).view(1, 4, 1)  # another power per user
+    ref = link.transmit(x, AWGNChannel(), 0.0, seed=5)
+    for y in (loud, uneven):
+        rx = link.transmit(y, AWGNChannel(), 0.0, seed=5)
+        torch.testing.assert_close(rx.symbols, ref.symbols, rtol=1e-5, atol=1e-5)
+        signal = (x.abs() ** 2).mean()
+        noise = ((rx.symbols - x).abs() ** 2).mean()
+        assert 10 * math.log10(float(signal / noise)) == pytest.approx(0.0, abs=0.1)
 
 
 def test_block_fading_is_one_fade_per_user_and_image_and_equalised():
@@ -193,15 +213,15 @@ def test_second_stage_trains_only_the_decoders_and_is_cached(tmp_path, one_torch
     p1, p2 = m.encode(imgs, op), again.encode(imgs, op)
     assert torch.equal(p1.symbols, p2.symbols)
     assert m.latents(imgs, op).shape == (3, 2 * 4 * 8)
-    # the sweep's decode + class_logits of one received payload run the decoders once
+    # one decode gives the reconstruction and the head's logits: the decoders run once
     calls = []
     decode = net.decode
     net.decode = lambda y: calls.append(1) or decode(y)
-    images_out, ok = m.decode(p1, op, (32, 32, 3))
-    logits = m.class_logits(p1, op)
-    assert len(calls) == 1 and ok.all() and images_out.shape == (3, 32, 32, 3) and logits.shape[0] == 3
-    m.class_logits(type(p1)(p1.symbols.clone()), op)  # another payload: decoded again
-    assert len(calls) == 2
+    rec = m.decode(p1, op, (32, 32, 3))
+    logits = rec.outputs["class_logits"]
+    assert len(calls) == 1 and rec.ok.all() and rec.images.shape == (3, 32, 32, 3) and logits.shape == (3, 9)
+    x_hat, lg = decode(p1.symbols)
+    np.testing.assert_allclose(logits, lg.detach().numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_measure_scores_a_head_and_the_task_model_separately():
@@ -212,7 +232,7 @@ def test_measure_scores_a_head_and_the_task_model_separately():
     orig = np.zeros((4, 16, 16, 3), np.uint8)
     labels = np.array([0, 1, 2, 2])
     head = np.eye(3)[[0, 1, 2, 0]]  # right 3 of 4
-    out = Measure(orig, labels, Task())(orig, None, head)
+    out = Measure(orig, labels, Task())(orig, None, {"class_logits": head})
     assert out["accuracy"].tolist() == [1, 1, 1, 0]
     assert out["recon_accuracy"].tolist() == [1, 0, 0, 0]
     plain = Measure(orig, labels, Task())(orig)

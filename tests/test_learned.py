@@ -5,28 +5,27 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
+from conftest import random_images, small_conv
 from simlink.errors import SimlinkError
+from simlink.hashing import array_fingerprint, module_fingerprint
+from simlink.hashing import stable_hash
 from simlink.learned import (
+    LossStep,
     ModelCache,
     OptimSettings,
-    array_fingerprint,
     cache_root,
-    fingerprint,
-    module_fingerprint,
+    safe_torch_load,
     save_finished,
     train_resumable,
 )
 
 
 def _images(n=24, size=8, seed=0):
-    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+    return random_images(n, size, seed)
 
 
-def _net(seed=0):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 3, 3, padding=1))
+_net = small_conv
 
 
 def _noisy_mse(net, x, labels):
@@ -37,8 +36,8 @@ def _noisy_mse(net, x, labels):
 
 
 def test_fingerprints_are_stable_and_sensitive():
-    assert fingerprint({"a": 1, "b": [1, 2]}) == fingerprint({"b": [1, 2], "a": 1})
-    assert fingerprint({"a": 1}) != fingerprint({"a": 2})
+    assert stable_hash({"a": 1, "b": [1, 2]}) == stable_hash({"b": [1, 2], "a": 1})
+    assert stable_hash({"a": 1}) != stable_hash({"a": 2})
     imgs = _images()
     fp = array_fingerprint(imgs, None)
     assert fp == array_fingerprint(imgs.copy(), None)
@@ -66,7 +65,7 @@ def test_training_lowers_the_loss_and_records_history(tmp_path):
     imgs = _images(64)
     settings = OptimSettings(epochs=4, batch_size=16, lr=1e-2)
     cache = ModelCache("test", "k1", tmp_path)
-    res = train_resumable(net, _noisy_mse, imgs, None, settings, cache, seed=1)
+    res = train_resumable(LossStep(net, _noisy_mse, settings), imgs, settings, cache, seed=1)
     assert len(res.history) == 4
     assert res.history[-1]["loss"] < 0.5 * res.history[0]["loss"]
     assert not net.training
@@ -76,20 +75,26 @@ def test_training_lowers_the_loss_and_records_history(tmp_path):
     assert info["what"] == "test" and len(info["history"]) == 4
 
 
-def test_interrupted_training_resumes_to_identical_weights(tmp_path):
+@pytest.mark.parametrize("legacy", [False, True], ids=["checkpoint", "legacy-checkpoint"])
+def test_interrupted_training_resumes_to_identical_weights(tmp_path, legacy):
     imgs = _images(40)
     settings = OptimSettings(epochs=3, batch_size=8, lr=5e-3)
 
     ref = _net()
-    train_resumable(ref, _noisy_mse, imgs, None, settings, ModelCache("t", "ref", tmp_path), seed=5)
+    train_resumable(LossStep(ref, _noisy_mse, settings), imgs, settings, ModelCache("t", "ref", tmp_path), seed=5)
 
     net = _net()
     cache = ModelCache("t", "int", tmp_path)
     with pytest.raises(KeyboardInterrupt):  # stops mid-epoch 2 (5 steps per epoch)
-        train_resumable(net, _noisy_mse, imgs, None, settings, cache, seed=5, stop_after_steps=7)
+        train_resumable(LossStep(net, _noisy_mse, settings), imgs, settings, cache, seed=5, stop_after_steps=7)
     assert cache.checkpoint_path.is_file()
+    if legacy:  # a checkpoint written by the one-loss loop before TrainingStep: net / opt / sched
+        ck = safe_torch_load(cache.checkpoint_path)
+        (net_sd,), (opt_sd,), (sched_sd,) = ck.pop("modules").values(), ck.pop("optimizers").values(), \
+            ck.pop("schedulers").values()
+        torch.save({**ck, "net": net_sd, "opt": opt_sd, "sched": sched_sd}, cache.checkpoint_path)
     fresh = _net(123)  # a new process would start from other weights: the checkpoint must win
-    res = train_resumable(fresh, _noisy_mse, imgs, None, settings, cache, seed=5)
+    res = train_resumable(LossStep(fresh, _noisy_mse, settings), imgs, settings, cache, seed=5)
     assert res.resumed_from == (1, 2)
     for (k, a), (_, b) in zip(ref.state_dict().items(), fresh.state_dict().items()):
         assert torch.equal(a, b), k
@@ -99,9 +104,20 @@ def test_nan_loss_is_a_clear_error(tmp_path):
     def bad(net, x, labels):
         return net(x).sum() * float("nan"), {}
 
+    settings = OptimSettings(epochs=1, batch_size=4)
     with pytest.raises(SimlinkError, match="lower the learning rate"):
-        train_resumable(_net(), bad, _images(8), None, OptimSettings(epochs=1, batch_size=4),
-                        ModelCache("t", "nan", tmp_path))
+        train_resumable(LossStep(_net(), bad, settings), _images(8), settings, ModelCache("t", "nan", tmp_path))
+
+
+def test_learned_package_imports_without_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, simlink.learned as L; L.OptimSettings(epochs=1); L.cache_root(); L.CODE_VERSION; "
+            "import simlink.hashing as H; H.stable_hash({'a': 1}); import simlink.learned.settings; assert 'torch' not in sys.modules, 'torch'; "
+            "assert 'train_stages' in dir(L)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
 
 
 def test_settings_reject_bad_values():
@@ -109,3 +125,20 @@ def test_settings_reject_bad_values():
         OptimSettings(batch_size=1)
     with pytest.raises(ValueError, match="extra"):
         OptimSettings(epochs=1, momentum=0.9)
+
+
+def test_training_context_refuses_images_of_mixed_sizes(monkeypatch):
+    from types import SimpleNamespace
+
+    import simlink.learned.context as context_module
+    from simlink.data.base import ImageSet
+    from simlink.learned.context import TrainingContext
+
+    mixed = ImageSet([np.zeros((8, 12, 3), np.uint8), np.zeros((12, 8, 3), np.uint8)], name="kodak", split="test")
+    assert mixed.uniform is False
+    monkeypatch.setattr(context_module, "load_dataset", lambda *a, **kw: mixed)
+    ctx = TrainingContext(SimpleNamespace(name="kodak", root=None, image_size=None, download=False))
+    with pytest.raises(SimlinkError, match=r"images of one size \(set dataset.image_size\)"):
+        ctx.train_images("test")
+    with pytest.raises(SimlinkError, match="images of one size"):  # the loop refuses them too
+        train_resumable(LossStep(_net(), _noisy_mse, OptimSettings()), mixed, OptimSettings(), None)

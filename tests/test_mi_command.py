@@ -1,4 +1,4 @@
-"""``simlink mi``: plug-in MI against hand-computed tables, the class-logits hook against exact
+"""``simlink mi``: plug-in MI against hand-computed tables, a receiver head's class logits against exact
 answers, and the columns it merges into a real (tiny) sweep's results table, reruns, resumes
 and CLI errors. Estimators run with tiny networks and few steps; the values are only checked
 for shape, sign and consistency, the estimators themselves are tested in test_mutual_info.py."""
@@ -26,8 +26,7 @@ from simlink.analysis.mutual_info_table import (
 from simlink.cli import app
 from simlink.data import load_dataset
 from simlink.errors import SimlinkError
-from simlink.methods import METHODS
-from simlink.methods.base import DigitalPayload, Method, MethodConfig, OperatingPoint
+from simlink.methods.base import DigitalPayload, Method, MethodConfig, OperatingPoint, Reception, register_method
 from simlink.metrics.mutual_info import PAPER_HIDDEN
 from simlink.scenario import parse_scenario
 from simlink.sweep.runner import run_scenario
@@ -66,14 +65,14 @@ def test_parse_hidden():
             parse_hidden(bad)
 
 
-# ----------------------------------------------------------------------------- the method hook
+# ----------------------------------------------------------------------------- a receiver head
 class _OracleConfig(MethodConfig):
     ops: list[str] = ["exact", "pairs", "none"]
 
 
 class _Oracle(Method):
     """Sends raw pixels; its 'receiver' classifies by looking the image up (``table``), exactly
-    (op exact), up to merged class pairs (op pairs), or not at all (op none: hook gives None)."""
+    (op exact), up to merged class pairs (op pairs), or not at all (op none: no class_logits output)."""
 
     name = "mi_oracle"
     kind = "digital"
@@ -83,31 +82,30 @@ class _Oracle(Method):
     def operating_points(self):
         return [OperatingPoint(o, {"op": o}) for o in self.config.ops]
 
-    def encode(self, images, op):
+    def encode(self, images, op, keys=None):
         return DigitalPayload([im.tobytes() for im in images])
 
-    def decode(self, payload, op, image_shape):
+    def decode(self, payload, op, image_shape, keys=None):
         ims = np.stack([np.frombuffer(s, np.uint8).reshape(image_shape) for s in payload.streams])
-        return ims, np.ones(len(ims), bool)
+        if op.label == "none":  # a receiver without a head
+            return Reception(ims, np.ones(len(ims), bool))
+        labels = np.array([self.table[s] for s in payload.streams])
+        if op.label == "pairs":  # 1,2 -> 1; 3,4 -> 3; ...: one bit of the three lost
+            labels = labels - (labels + 1) % 2
+        return Reception(ims, np.ones(len(ims), bool), {"class_logits": 10.0 * np.eye(9)[labels]})
 
     def latents(self, images, op):
         return images.reshape(len(images), -1, 3).mean(1).astype(np.float32) / 255  # mean colour, [N, 3]
 
-    def class_logits(self, payload, op):  # the method protocol's call: the error-free payload
-        if op.label == "none":
-            return None
-        labels = np.array([self.table[s] for s in payload.streams])
-        if op.label == "pairs":  # 1,2 -> 1; 3,4 -> 3; ...: one bit of the three lost
-            labels = labels - (labels + 1) % 2
-        return 10.0 * np.eye(9)[labels]
+
+register_method(_Oracle)
 
 
 def _scenario(d: dict, **changes):
     return parse_scenario({**d, **changes})
 
 
-def test_class_logits_hook_gives_exact_plugin_mi(tmp_path, monkeypatch, tiny_scenario_dict, one_torch_thread):
-    monkeypatch.setitem(METHODS, "mi_oracle", _Oracle)
+def test_head_output_gives_exact_plugin_mi(tmp_path, monkeypatch, tiny_scenario_dict, one_torch_thread):
     n = 48  # 6 images of each of the 8 classes
     data = load_dataset("synthetic", n_images=n, image_size=32, seed=3)
     monkeypatch.setattr(_Oracle, "table", {im.tobytes(): int(lab) for im, lab in zip(data.images, data.labels)})

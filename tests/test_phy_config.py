@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar, Literal
 
 import numpy as np
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from simlink.phy import CHANNELS, AWGNChannel, ChannelConfig, CodeConfig, LinkConfig, RayleighBlockChannel
+from simlink.errors import ScenarioError
+from simlink.phy.channels import Channel, register_channel
+from simlink.scenario import parse_scenario
 from simlink.phy.snr import (
     ebno_db,
     esno_db_from_ebno,
@@ -73,8 +77,53 @@ def test_channel_configs_and_labels():
     for bad in ({"name": "rician"}, {"name": "awgn", "k": 3}, {"name": "rayleigh_block", "granularity": "frame"}):
         with pytest.raises(ValidationError):
             ta.validate_python(bad)
-    assert set(CHANNELS) == {"awgn", "rayleigh_block", "rayleigh_fast"}
-    assert all(isinstance(d, str) and d for d in CHANNELS.values())
+    assert {"awgn", "rayleigh_block", "rayleigh_fast"} <= set(CHANNELS)
+    assert all(isinstance(c.description, str) and c.description for c in CHANNELS.values())
+
+
+class _ConstantGain(Channel):
+    """A test channel: every symbol scaled by a fixed real gain (defined here only)."""
+
+    description: ClassVar[str] = "test: constant gain"
+    name: Literal["test_constant_gain"] = "test_constant_gain"
+    gain: float = 0.5
+
+    @property
+    def label(self) -> str:
+        return f"gain({self.gain:g})"
+
+    def fading(self, rows, row_len, row_image, num_images, device):
+        import torch
+
+        return torch.full((rows, row_len), self.gain, dtype=torch.complex64, device=device)
+
+
+register_channel(_ConstantGain)
+
+
+def test_a_new_channel_is_one_class(tiny_scenario_dict):
+    """Registering one Channel subclass makes it a scenario entry, a label and a simulated channel
+    of both links; registering its name again is an error."""
+    import torch
+
+    from simlink.phy.analog import AnalogLink
+    from simlink.registry import DuplicateName
+
+    with pytest.raises(DuplicateName):
+        register_channel(_ConstantGain)
+    tiny_scenario_dict["channels"] = [{"name": "test_constant_gain", "gain": 0.25}, {"name": "awgn"}]
+    sc = parse_scenario(tiny_scenario_dict)
+    assert sc.channel_labels() == ["gain(0.25)", "awgn"]
+    assert sc.to_yaml_dict()["channels"][0] == {"name": "test_constant_gain", "gain": 0.25}
+    tiny_scenario_dict["channels"] = [{"name": "test_constant_gain", "gain": "high"}]
+    with pytest.raises(ScenarioError, match=r"channels\.0\.gain"):
+        parse_scenario(tiny_scenario_dict)
+    # analog link: y = g x + w, equalised y / g has noise variance N0 / g^2 = 16 N0
+    x = torch.ones(2000, 1, 8, dtype=torch.complex64)
+    rx = AnalogLink("cpu").transmit(x, sc.channels[0], 10.0, seed=1)
+    resid = (rx.symbols - x).abs().square().mean().item()
+    assert resid == pytest.approx(0.1 / 0.25**2, rel=0.05)
+    assert float(rx.noise_var.mean()) == pytest.approx(0.1 / 0.25**2, rel=1e-5)
 
 
 def test_ebno_bookkeeping_by_hand():

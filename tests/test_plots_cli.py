@@ -28,13 +28,42 @@ def _table() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_make_plots_writes_every_figure(tmp_path):
+def capture_figures(monkeypatch) -> dict:
+    """Record ``{name: Figure}`` of every figure the plots save, then save it as usual.
+    (``simlink.plots.bounds`` binds ``_save`` at import, ``tradeoff`` looks it up per call.)"""
+    import simlink.plots
+    import simlink.plots.bounds
+
+    figs, original = {}, simlink.plots._save
+
+    def capture(fig, out_dir, name):
+        figs[name] = fig
+        return original(fig, out_dir, name)
+
+    monkeypatch.setattr(simlink.plots, "_save", capture)
+    monkeypatch.setattr(simlink.plots.bounds, "_save", capture)
+    return figs
+
+
+def test_make_plots_writes_every_figure(tmp_path, monkeypatch):
+    figs = capture_figures(monkeypatch)
     paths = make_plots(_table(), tmp_path)
     names = {p.name for p in paths}
     for stem in ("psnr_vs_snr", "ssim_vs_snr", "ms_ssim_vs_snr", "psnr_vs_bpp", "bler_vs_snr", "lost_vs_snr"):
         assert {f"{stem}.pdf", f"{stem}.png"} <= names
+    assert names == {f"{n}.{ext}" for n in figs for ext in ("pdf", "png")}  # each drawn figure is written
     assert all(p.stat().st_size > 1000 for p in paths)
     assert (tmp_path / "psnr_vs_snr.pdf").read_bytes().startswith(b"%PDF")
+    # and what was drawn is the table's (the full check is in test_plot_data.py)
+    awgn, ray = figs["psnr_vs_snr"].axes[:2]
+    assert (awgn.get_title(), ray.get_title()) == ("awgn", "rayleigh_block(block)")
+    line = {ln.get_label(): ln for ln in awgn.get_lines()}["jpeg q=10 (0.50 bpp)"]
+    np.testing.assert_allclose(line.get_xdata(), [0.0, 10.0, 20.0])
+    np.testing.assert_allclose(line.get_ydata(), [10.0, 40.0, 40.0])
+    bler = {ln.get_label(): ln for ln in figs["bler_vs_snr"].axes[0].get_lines()}
+    for ch in ("awgn", "rayleigh_block(block)"):  # 4 ops x 10 blocks pooled; zero-error points left out
+        np.testing.assert_allclose(bler[f"{ch} (40 blocks/pt)"].get_xdata(), [0.0])
+        np.testing.assert_allclose(bler[f"{ch} (40 blocks/pt)"].get_ydata(), [1.0])
 
 
 def test_method_styles_are_stable_and_distinct():

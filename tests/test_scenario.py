@@ -117,3 +117,65 @@ def test_context_hash_ignores_grid_extensions(tiny_scenario_dict):
     assert a.context_hash() == b.context_hash()
     tiny_scenario_dict["seed"] = 4
     assert parse_scenario(tiny_scenario_dict).context_hash() != a.context_hash()
+
+
+def _v1_context_hash(sc) -> str:
+    """The context hash as simlink computed it before hash version 2 (every field dumped)."""
+    from simlink.hashing import stable_hash
+
+    ctx = {"dataset": sc.dataset.model_dump(exclude={"download"}),
+           "link": sc.link.model_dump(exclude={"max_codewords_per_batch"}), "seed": sc.seed,
+           "error_policy": sc.error_policy}
+    if sc.task is not None:
+        ctx["task"] = sc.task.model_dump()
+    return stable_hash(ctx)
+
+
+def test_context_hash_survives_a_new_key_with_default(tiny_scenario_dict):
+    """A key added to the schema later, with a default, leaves the context hash (and the
+    version-1 hash old folders carry) of scenarios that do not set it unchanged."""
+    from pydantic import Field, create_model
+
+    from simlink.phy.config import LinkConfig
+    from simlink.scenario import DatasetConfig, Scenario, TaskConfig
+
+    tiny_scenario_dict["task"] = {"model": "small_cnn", "train": {"epochs": 1}}
+    a = parse_scenario(tiny_scenario_dict)
+    assert a.legacy_context_hashes() == [_v1_context_hash(a)]
+    Dataset2 = create_model("Dataset2", __base__=DatasetConfig, dummy=(int, 0))
+    Link2 = create_model("Link2", __base__=LinkConfig, dummy_knob=(int, 0))
+    Task2 = create_model("Task2", __base__=TaskConfig, dummy_task=(float, 1.0))
+    Scenario2 = create_model("Scenario2", __base__=Scenario, dataset=(Dataset2, Dataset2()),
+                             link=(Link2, Field(default_factory=Link2)), task=(Task2 | None, None))
+    b = Scenario2.model_validate(tiny_scenario_dict)
+    assert b.context_hash() == a.context_hash()
+    assert b.legacy_context_hashes() == a.legacy_context_hashes()
+    tiny_scenario_dict["dataset"]["dummy"] = 0  # set to its default: the same results, the same hash
+    assert Scenario2.model_validate(tiny_scenario_dict).context_hash() == a.context_hash()
+    for where, key in (("dataset", "dummy"), ("link", "dummy_knob"), ("task", "dummy_task")):
+        d = {**tiny_scenario_dict, where: {**tiny_scenario_dict[where], key: 7}}
+        c = Scenario2.model_validate(d)
+        assert c.context_hash() != a.context_hash(), where
+        assert c.legacy_context_hashes() == [], where  # such a scenario cannot have a version-1 folder
+    # a value that differs from the default still changes the hash
+    tiny_scenario_dict["dataset"].pop("dummy")
+    tiny_scenario_dict["link"]["crc"] = "16"
+    assert parse_scenario(tiny_scenario_dict).context_hash() != a.context_hash()
+
+
+def test_task_kind_is_a_registry_entry(tiny_scenario_dict):
+    tiny_scenario_dict["task"] = {"kind": "regression", "model": "small_cnn"}
+    with pytest.raises(ScenarioError, match=r"task\.kind: 'regression' is not one of classification"):
+        parse_scenario(tiny_scenario_dict, "s.yaml")
+
+
+def test_schema_imports_without_torch_or_sionna():
+    import subprocess
+    import sys
+
+    code = ("import sys; import simlink.scenario, simlink.methods, simlink.phy, simlink.tasks, simlink.learned; "
+            "from simlink.methods import METHODS; from simlink.phy.channels import CHANNELS; "
+            "from simlink.tasks.kinds import TASK_KINDS; names = list(METHODS) + list(CHANNELS) + list(TASK_KINDS); "
+            "print(len(names), 'torch' in sys.modules, 'sionna' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert int(out[0]) >= 13 and out[1:] == ["False", "False"], out

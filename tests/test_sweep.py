@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 
 from simlink.errors import SimlinkError
-from simlink.methods.base import DigitalPayload, OperatingPoint
 from simlink.metrics import psnr
 from simlink.scenario import parse_scenario
 from simlink.sweep import run_scenario
-from simlink.sweep.receiver import CONCEALMENT_VALUE, Measure, apply_error_policy, concealment_images, image_metrics
+from simlink.metrics.measure import image_metrics
+from simlink.sweep.receiver import CONCEALMENT_VALUE, apply_error_policy, concealment_images
 from simlink.sweep.runner import SweepInterrupted
 
 REQUIRED = ["method", "op", "bpp", "cpp", "channel", "snr_db", "ebno_db", "psnr", "ssim", "ms_ssim",
@@ -124,13 +124,13 @@ def test_encode_once_decode_only_hit_images(tmp_path, tiny_scenario_dict, monkey
     counts = {"encode": 0, "decode_images": 0}
     enc, dec = ClassicCodec.encode, ClassicCodec.decode
 
-    def count_enc(self, images, op):
+    def count_enc(self, images, op, keys=None):
         counts["encode"] += 1
-        return enc(self, images, op)
+        return enc(self, images, op, keys)
 
-    def count_dec(self, payload, op, shape):
+    def count_dec(self, payload, op, shape, keys=None):
         counts["decode_images"] += len(payload.streams)
-        return dec(self, payload, op, shape)
+        return dec(self, payload, op, shape, keys)
 
     monkeypatch.setattr(ClassicCodec, "encode", count_enc)
     monkeypatch.setattr(ClassicCodec, "decode", count_dec)
@@ -143,15 +143,15 @@ def test_encode_once_decode_only_hit_images(tmp_path, tiny_scenario_dict, monkey
     assert counts["decode_images"] == 2 * 4  # only the error-free decode: no image was hit
 
 
-class _FakeCodec:
-    """Decoder that returns a constant image for streams starting with b'ok', fails otherwise."""
+def _fake_redecode(orig):
+    """A re-decoder that shows a constant image for streams starting with b'ok', fails otherwise."""
 
-    name = "fake"
+    def redecode(idx, streams):
+        ok = np.array([s.startswith(b"ok") for s in streams])
+        imgs = np.full((int(ok.sum()), *orig.shape[1:]), 200, np.uint8)
+        return image_metrics(orig[idx[ok]], imgs), ok
 
-    def decode(self, payload, op, shape):
-        imgs = np.full((len(payload.streams), *shape), 200, np.uint8)
-        ok = np.array([s.startswith(b"ok") for s in payload.streams])
-        return imgs, ok
+    return redecode
 
 
 def test_error_policies_per_image():
@@ -162,20 +162,19 @@ def test_error_policies_per_image():
     sent = [b"ok-a", b"ok-b", b"ok-c", b"ok-d"]
     received = [b"ok-a", b"ok-X", b"XX-c", b"ok-Y"]  # 1: CRC failed but decodable; 2: undecodable; 3: undetected error
     image_ok = np.array([True, False, False, True])
-    op = OperatingPoint("x")
-    c = apply_error_policy("conceal", _FakeCodec(), op, sent, received, image_ok, Measure(orig), clean, conceal)
+    c = apply_error_policy("conceal", sent, received, image_ok, clean, conceal, _fake_redecode(orig))
     assert c.lost.tolist() == [False, True, True, False]
     assert c.concealed.tolist() == [False, True, True, False]
     assert c.decoded_again == 1  # only image 3 (CRC passed, bytes differ)
     fake = image_metrics(orig, np.full_like(orig, 200))
     np.testing.assert_allclose(c.metrics["psnr"], [clean["psnr"][0], conceal["psnr"][1], conceal["psnr"][2], fake["psnr"][3]])
-    d = apply_error_policy("decode_anyway", _FakeCodec(), op, sent, received, image_ok, Measure(orig), clean, conceal)
+    d = apply_error_policy("decode_anyway", sent, received, image_ok, clean, conceal, _fake_redecode(orig))
     assert d.concealed.tolist() == [False, False, True, False]  # decoder failure falls back to concealment
     assert d.decoded_again == 3
     np.testing.assert_allclose(d.metrics["psnr"], [clean["psnr"][0], fake["psnr"][1], conceal["psnr"][2], fake["psnr"][3]])
     assert (concealment_images(1, (2, 2, 3)) == CONCEALMENT_VALUE).all()
     with pytest.raises(ValueError, match="conceal, decode_anyway"):
-        apply_error_policy("drop", _FakeCodec(), op, sent, received, image_ok, Measure(orig), clean, conceal)
+        apply_error_policy("drop", sent, received, image_ok, clean, conceal, _fake_redecode(orig))
 
 
 def test_decode_anyway_never_crashes_on_corruption(tmp_path, tiny_scenario_dict):
@@ -194,3 +193,31 @@ def test_target_met_fraction_reports_unreachable_rates(tmp_path, tiny_scenario_d
     low, high = df[df.op == "bpp=0.10"].iloc[0], df[df.op == "bpp=8.00"].iloc[0]
     assert low.target_met_frac == 0.0 and low.bpp > 0.1  # headers alone exceed 0.1 bpp on 32x32
     assert high.target_met_frac == 1.0 and high.bpp <= 8.0
+
+
+def test_folders_of_the_previous_hash_version_resume(tmp_path, tiny_scenario_dict):
+    """A results folder written before hash version 2 (manifest and rows carrying the all-fields
+    hashes) resumes: nothing is recomputed and the rows get the current method hash."""
+    from simlink.methods import build_method
+    from simlink.sweep.runner import legacy_method_hash, method_hash
+
+    out = tmp_path / "r"
+    sc = parse_scenario(tiny_scenario_dict)
+    first = _run(tiny_scenario_dict, out)
+    (v1,) = sc.legacy_context_hashes()
+    assert v1 != sc.context_hash()
+    m = build_method(sc.methods[0])
+    old_m, new_m = legacy_method_hash(m), method_hash(m)
+    assert old_m != new_m
+    manifest = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps({**manifest, "context_hash": v1}))
+    pd.read_parquet(out / "results.parquet").assign(method_hash=old_m).to_parquet(out / "results.parquet")
+    again = _run(tiny_scenario_dict, out)
+    runs = json.loads((out / "manifest.json").read_text())
+    assert runs["runs"][-1]["cells_computed"] == 0 and runs["context_hash"] == sc.context_hash()
+    assert (again.method_hash == new_m).all()
+    pd.testing.assert_frame_equal(again, first)
+    # a folder of another context is still refused
+    (out / "manifest.json").write_text(json.dumps({**manifest, "context_hash": "0123456789abcdef"}))
+    with pytest.raises(SimlinkError, match="different scenario context"):
+        _run(tiny_scenario_dict, out)

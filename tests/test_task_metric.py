@@ -10,7 +10,8 @@ from simlink.errors import ScenarioError, SimlinkError
 from simlink.methods import build_method
 from simlink.scenario import parse_scenario
 from simlink.sweep import run_scenario
-from simlink.sweep.receiver import Measure, concealment_images
+from simlink.metrics.measure import Measure
+from simlink.sweep.receiver import concealment_images
 from simlink.tasks import small_cnn
 
 
@@ -32,7 +33,9 @@ def test_accuracy_matches_the_task_model_run_directly(tmp_path, tiny_scenario_di
     data = load_dataset("synthetic", n_images=12, image_size=32, seed=3)
     method = build_method(sc.methods[0])
     for op in method.operating_points():
-        recon, ok = method.decode(method.encode(data.images, op), op, data.image_shape)
+        rec = method.decode(method.encode(data.images, op), op, data.image_shape)
+        assert rec.ok.all()
+        recon = rec.images
         expected = model.accuracy(recon, data.labels)
         row_hi = df[(df.op == op.label) & (df.snr_db == 30.0)].iloc[0]
         assert row_hi.accuracy == pytest.approx(expected) and row_hi.accuracy_clean == pytest.approx(expected)

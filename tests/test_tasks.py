@@ -3,25 +3,37 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
 from simlink.data import load_dataset
+from simlink.data.base import ImageSet
 from simlink.errors import SimlinkError
+from simlink.learned.context import TrainingContext
+from simlink.registry import DuplicateName
+from simlink.scenario import TaskTrainConfig
 from simlink.tasks import (
+    ARCHITECTURES,
+    PRETRAINED,
     RESNET20_CIFAR10,
     TaskModel,
     WeightsRecord,
+    build_architecture,
     load_resnet20_cifar10,
     load_state_dict,
     resnet20,
+    register_architecture,
     resolve_weights,
     small_cnn,
     train_classifier,
 )
+from simlink.tasks.classifier import ClassifierStep, shift_crop, small_cnn_net
+from simlink.tasks.loading import train_task_model
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CIFAR_TEST = SHARED / "data" / "cifar10" / "test.npz"
@@ -189,3 +201,76 @@ def test_train_classifier_deterministic_with_augmentation():
         for _ in range(2)
     ]
     np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_shift_crop_is_a_per_image_shifted_window():
+    x = torch.rand(5, 3, 8, 6)
+    torch.manual_seed(3)
+    out = shift_crop(x, pad=2)
+    torch.manual_seed(3)
+    dy, dx = torch.randint(0, 5, (5,)), torch.randint(0, 5, (5,))
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for i in range(5):
+        assert torch.equal(out[i], padded[i, :, dy[i]:dy[i] + 8, dx[i]:dx[i] + 6])
+
+
+def test_train_classifier_checks_labels():
+    train = load_dataset("synthetic", "train", n_images=8, image_size=32, seed=0)
+    unlabelled = ImageSet(train.images, name="synthetic", split="train")
+    with pytest.raises(SimlinkError, match="no labels"):
+        train_classifier(small_cnn(9, width=4), unlabelled, epochs=1)
+    with pytest.raises(SimlinkError, match=r"labels span .* but model has 2 classes"):
+        train_classifier(small_cnn(2, width=4), train, epochs=1)
+
+
+# ---------------------------------------------------------------------- cached, resumable task training
+def _task_ctx(root: Path) -> TrainingContext:
+    ds = SimpleNamespace(name="synthetic", root=None, image_size=32, download=False)
+    return TrainingContext(ds, seed=1, cache_root=root, log=lambda s: None)
+
+
+def test_killed_task_model_training_resumes(tmp_path, monkeypatch, one_torch_thread):
+    cfg = TaskTrainConfig(n_images=64, epochs=2, batch_size=16, width=4)  # 4 steps per epoch
+    ref = train_task_model("small_cnn", cfg, _task_ctx(tmp_path / "ref"))
+
+    real_step, calls = ClassifierStep.step, []
+
+    def dies_after_5(self, batch):
+        calls.append(batch.step)
+        if len(calls) > 5:
+            raise KeyboardInterrupt  # as SIGTERM in the sweep does
+        return real_step(self, batch)
+
+    monkeypatch.setattr(ClassifierStep, "step", dies_after_5)
+    with pytest.raises(KeyboardInterrupt):
+        train_task_model("small_cnn", cfg, _task_ctx(tmp_path / "run"))
+    (cache_dir,) = (tmp_path / "run" / "models" / "task").iterdir()
+    assert (cache_dir / "checkpoint.pt").is_file() and not (cache_dir / "model.pt").exists()
+
+    monkeypatch.setattr(ClassifierStep, "step", real_step)
+    model = train_task_model("small_cnn", cfg, _task_ctx(tmp_path / "run"))
+    info = json.loads((cache_dir / "info.json").read_text())
+    assert info["resumed_from"] == [1, 1] and len(info["history"]) == 2 and info["key"]["loop"] == 2
+    assert not (cache_dir / "checkpoint.pt").exists()
+    for k, v in ref.net.state_dict().items():
+        assert torch.equal(v, model.net.state_dict()[k]), k
+
+    monkeypatch.setattr(ClassifierStep, "step", lambda self, batch: pytest.fail("trained again"))
+    loaded = train_task_model("small_cnn", cfg, _task_ctx(tmp_path / "run"))  # a TaskModel.load file
+    assert loaded.arch == "small_cnn" and loaded.classes == ref.classes
+    for k, v in ref.net.state_dict().items():
+        assert torch.equal(v, loaded.net.state_dict()[k]), k
+
+
+# ---------------------------------------------------------------------- registries
+def test_registries_refuse_duplicates():
+    assert {"small_cnn", "resnet20"} <= set(ARCHITECTURES) and "resnet20_cifar10" in PRETRAINED
+    with pytest.raises(DuplicateName, match="small_cnn"):
+        register_architecture("small_cnn")(lambda **kw: None)
+    with pytest.raises(DuplicateName, match="resnet20"):
+        ARCHITECTURES.register("resnet20")(lambda **kw: None)
+    with pytest.raises(DuplicateName, match="resnet20_cifar10"):
+        PRETRAINED.register("resnet20_cifar10")(lambda path: None)
+    assert ARCHITECTURES["small_cnn"] is small_cnn_net
+    with pytest.raises(SimlinkError, match="unknown task architecture"):
+        build_architecture("no_such_net")

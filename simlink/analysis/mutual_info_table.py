@@ -15,12 +15,11 @@ cross-check needing no network, the exact plug-in discrete ``I(argmax Ŷ; Y)`` o
 confusion matrix (:func:`plugin_mi_bits`). Without a task model (and no method hook, below) the
 ``I(Ŷ; Y)`` columns are NaN.
 
-Hook for methods with their own classifier (e.g. an analog JSCC with a classification head):
-a method that defines :data:`CLASS_LOGITS_HOOK`, ``class_logits(payload, op) -> float[N, C] |
-None`` (the method protocol's call, as ``simlink run`` uses it for ``accuracy_clean``), is given
-its own error-free payload ``encode(images, op)`` (no channel) and provides ``Ŷ`` (the softmax of
-those logits) itself, instead of the scenario's task model run on its reconstruction; ``None``
-falls back to the task model. The column ``yhat_source`` says which was used (``method`` |
+Methods with their own classifier (e.g. an analog JSCC with a classification head): the
+reception of the method's own error-free payload (``decode(encode(images, op))``, no channel)
+carries the head's ``class_logits`` among its named outputs — the same logits ``simlink run``
+scores as ``accuracy_clean`` — and ``Ŷ`` is their softmax, instead of the scenario's task model
+run on the reconstruction. The column ``yhat_source`` says which was used (``method`` |
 ``task`` | ``none``).
 
 :func:`scenario_mutual_information` writes ``mi.csv`` into the results folder and merges the
@@ -41,7 +40,6 @@ from simlink.errors import SimlinkError
 from simlink.metrics.mutual_info import PAPER_HIDDEN, estimate_mi
 
 __all__ = [
-    "CLASS_LOGITS_HOOK",
     "HIDDEN_PRESETS",
     "MI_COLUMNS",
     "compute_mutual_information",
@@ -51,11 +49,6 @@ __all__ = [
     "plugin_mi_bits",
     "scenario_mutual_information",
 ]
-
-CLASS_LOGITS_HOOK = "class_logits"
-"""Name of the method call ``class_logits(payload, op) -> float[N, C] | None`` that provides ``Ŷ``
-(as logits of the error-free payload; softmax is applied here) instead of the scenario's task
-model. Used when a method's class overrides it (the base protocol's default returns ``None``)."""
 
 HIDDEN_PRESETS: dict[str, tuple[int, ...]] = {"paper": tuple(PAPER_HIDDEN), "small": (128, 128)}
 """``--hidden`` names: TOSC-SR Algorithm 4's MLP (1024-512-512) and a CPU-sized one."""
@@ -120,14 +113,6 @@ def plugin_mi_bits(counts: np.ndarray) -> float:
     return max(0.0, float((p[nz] * np.log2(p[nz] / (pr @ pc)[nz])).sum()))
 
 
-def _has_head(method) -> bool:
-    """``method`` overrides :data:`CLASS_LOGITS_HOOK` (the protocol's default returns ``None``)."""
-    from simlink.methods.base import Method
-
-    hook = getattr(type(method), CLASS_LOGITS_HOOK, None)
-    return callable(hook) and hook is not getattr(Method, CLASS_LOGITS_HOOK, None)
-
-
 def _softmax(logits: np.ndarray) -> np.ndarray:
     z = np.asarray(logits, dtype=np.float64)
     z = z - z.max(axis=1, keepdims=True)
@@ -189,7 +174,8 @@ def compute_mutual_information(
             error-free payload, or what loading data / models raises.
     """
     from simlink.data import load_dataset
-    from simlink.methods import build_method
+    from simlink.methods import ImageKeys, build_method
+    from simlink.tasks.kinds import Classification
     from simlink.sweep.prepare import fit_methods, training_context
     from simlink.sweep.provenance import resolve_device
     from simlink.sweep.runner import method_hash
@@ -247,19 +233,16 @@ def compute_mutual_information(
                 row["mi_xz_club"], row["mi_xz_mine"] = both(x, z)
 
             logits = None
-            if _has_head(m) or task is not None:
-                payload = m.encode(images, op)  # error-free: no channel
-                if _has_head(m):
-                    logits = getattr(m, CLASS_LOGITS_HOOK)(payload, op)
-                    if logits is not None:
-                        row["yhat_source"] = "method"
-                if logits is None and task is not None:
-                    recon, ok = m.decode(payload, op, shape)
-                    if not np.all(ok):
-                        bad = np.flatnonzero(~np.asarray(ok, dtype=bool)).tolist()
-                        raise SimlinkError(f"{name} {op.label}: cannot decode its own error-free payload for images {bad}")
-                    logits = task.logits(recon, device=dev)
-                    row["yhat_source"] = "task"
+            keys = ImageKeys.derive(np.arange(n), scenario.seed, name, op.label)
+            rec = m.decode(m.encode(images, op, keys), op, shape, keys)  # error-free: no channel
+            head = rec.outputs.get(Classification.head_output)
+            if head is not None:
+                logits, row["yhat_source"] = head, "method"
+            elif task is not None:
+                if not np.all(rec.ok):
+                    bad = np.flatnonzero(~rec.ok).tolist()
+                    raise SimlinkError(f"{name} {op.label}: cannot decode its own error-free payload for images {bad}")
+                logits, row["yhat_source"] = task.logits(rec.images, device=dev), "task"
             if logits is not None:
                 if labels is None:
                     raise SimlinkError(f"{name}: the dataset has no class labels, so I(Ŷ; Y) cannot be estimated")
@@ -287,7 +270,8 @@ def _results_columns(mi: pd.DataFrame) -> pd.DataFrame:
     return mi.rename(columns=ren)
 
 
-def merge_into_results(out_dir: str | Path, mi: pd.DataFrame, context_hash: str | None = None) -> dict | None:
+def merge_into_results(out_dir: str | Path, mi: pd.DataFrame, context_hash: str | None = None,
+                       legacy_hashes=()) -> dict | None:
     """Merge the columns of ``mi`` (from :func:`compute_mutual_information`) into
     ``out_dir/results.parquet`` and ``results.csv``, atomically (CSV first, parquet last).
 
@@ -299,7 +283,8 @@ def merge_into_results(out_dir: str | Path, mi: pd.DataFrame, context_hash: str 
 
     Args:
         context_hash: when given, the folder's ``manifest.json`` must record the same scenario
-            context (as ``simlink run`` requires before adding rows), else :class:`SimlinkError`.
+            context (as ``simlink run`` requires before adding rows), else :class:`SimlinkError`;
+            ``legacy_hashes`` are the same context under earlier hash versions.
 
     Returns:
         ``None`` when the folder has no results table, else ``{"rows": rows in the table,
@@ -312,7 +297,7 @@ def merge_into_results(out_dir: str | Path, mi: pd.DataFrame, context_hash: str 
     if not table.is_file():
         return None
     if context_hash is not None:
-        _check_context(out_dir, context_hash)
+        _check_context(out_dir, context_hash, legacy_hashes)
     df = pd.read_parquet(table)
     df = df.drop(columns=[c for c in df.columns if c.startswith("mi_")])
     add = _results_columns(mi).rename(columns={"method_hash": "_mi_method_hash"})
@@ -360,11 +345,11 @@ def scenario_mutual_information(
     log = log or (lambda s: None)
     out_dir = Path(out_dir)
     if (out_dir / "results.parquet").is_file():  # refuse a foreign folder before any training
-        _check_context(out_dir, scenario.context_hash())
+        _check_context(out_dir, scenario.context_hash(), scenario.legacy_context_hashes())
     mi = compute_mutual_information(scenario, log=log, **kwargs)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / MI_FILE, mi.to_csv(index=False))
-    merge = merge_into_results(out_dir, mi, scenario.context_hash())
+    merge = merge_into_results(out_dir, mi, scenario.context_hash(), scenario.legacy_context_hashes())
     if merge is None:
         log(f"simlink mi: no results table in {out_dir} yet; wrote {out_dir / MI_FILE} only "
             "(run `simlink mi` again after `simlink run` to add the columns to the table)")
@@ -378,15 +363,8 @@ def scenario_mutual_information(
     return mi
 
 
-def _check_context(out_dir: Path, context_hash: str) -> None:
-    import json
+def _check_context(out_dir: Path, context_hash: str, legacy_hashes=()) -> None:
+    from simlink.sweep.store import check_context
 
-    manifest = out_dir / "manifest.json"
-    try:
-        old = json.loads(manifest.read_text()).get("context_hash") if manifest.is_file() else None
-    except (OSError, ValueError):
-        old = None
-    if old != context_hash:
-        raise SimlinkError(f"{out_dir}: holds results of a different scenario context (dataset, seed, link, policy "
-                           f"or task differ: {old} != {context_hash}); pass the folder `simlink run` wrote for "
-                           "this scenario with --out")
+    check_context(out_dir, context_hash, legacy_hashes,
+                  "pass the folder `simlink run` wrote for this scenario with --out")

@@ -10,6 +10,6 @@ Registered names: ``synthetic`` (embedded default), ``cifar10``, ``stl10``, ``ca
 """
 
 from simlink.data.base import ImageSet
-from simlink.data.registry import DATASETS, DatasetSpec, list_datasets, load_dataset
+from simlink.data.registry import DATASETS, DatasetSpec, list_datasets, load_dataset, register_dataset
 
-__all__ = ["DATASETS", "DatasetSpec", "ImageSet", "list_datasets", "load_dataset"]
+__all__ = ["DATASETS", "DatasetSpec", "ImageSet", "list_datasets", "load_dataset", "register_dataset"]

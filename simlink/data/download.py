@@ -9,7 +9,6 @@ folder, links and device files.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 import tarfile
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from simlink.data.loaders.locate import cache_dir
+from simlink.hashing import file_digest
 from simlink.errors import DatasetNotFoundError
 
 log = logging.getLogger(__name__)
@@ -49,15 +49,6 @@ SOURCES: dict[str, Source] = {
     "stl10": Source("http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz",
                     "91f7769df0f17e558f3565bffb0c7dfb", "stl10_binary.tar.gz"),
 }
-
-
-def md5sum(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex md5 of a file, read in ``chunk``-byte pieces."""
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def fetch(url: str, path: Path, timeout: float = 60.0) -> None:
@@ -116,10 +107,10 @@ def download_dataset(name: str, dest: Path | None = None, source: Source | None 
     dest = cache_dir(name) if dest is None else Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     archive = dest / source.filename
-    if not (archive.is_file() and md5sum(archive) == source.md5):
+    if not (archive.is_file() and file_digest(archive, "md5") == source.md5):
         log.info("downloading %s to %s", source.url, archive)
         fetch(source.url, archive)
-        got = md5sum(archive)
+        got = file_digest(archive, "md5")
         if got != source.md5:
             archive.unlink()
             raise DownloadError(f"{source.url}: md5 {got} does not match the expected {source.md5} "

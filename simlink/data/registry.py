@@ -1,4 +1,6 @@
-"""The dataset registry: names, descriptions, splits, and the one entry point :func:`load_dataset`."""
+"""The dataset registry: names, descriptions, splits, and the one entry point :func:`load_dataset`.
+
+A new dataset is one :class:`DatasetSpec` given to :func:`register_dataset`."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Callable
 
 from simlink.data import synthetic
 from simlink.data.base import ImageSet
+from simlink.registry import Registry
 from simlink.data.loaders import camvid, cifar10, cityscapes, folder, npz, stl10
 
 
@@ -36,26 +39,33 @@ class DatasetSpec:
     downloadable: bool = False
 
 
-DATASETS: dict[str, DatasetSpec] = {
-    spec.name: spec
-    for spec in [
-        DatasetSpec("synthetic",
-                    "embedded procedural shapes on textures, 32x32 or 64x64, 8 classes + masks, no files",
-                    tuple(synthetic.SPLIT_SIZES), True, True, synthetic.load_synthetic),
-        DatasetSpec("cifar10", "CIFAR-10, 32x32, 10 classes (official python batches or packed npz)",
-                    cifar10.SPLITS, True, False, cifar10.load_cifar10, downloadable=True),
-        DatasetSpec("stl10", "STL-10, 96x96, 10 classes (official binary)",
-                    stl10.SPLITS, True, False, stl10.load_stl10, downloadable=True),
-        DatasetSpec("camvid", "CamVid road scenes, 480x360, 11 classes + void (SegNet folders or packed npz)",
-                    camvid.SPLITS, False, True, camvid.load_camvid),
-        DatasetSpec("cityscapes", "Cityscapes, 2048x1024, 19 train-id classes (official leftImg8bit + gtFine)",
-                    cityscapes.SPLITS, False, True, cityscapes.load_cityscapes),
-        DatasetSpec("folder", "every image file in `root` sorted by name (e.g. Kodak), no labels",
-                    (), False, False, folder.load_folder),
-        DatasetSpec("npz", "any packed offline .npz (`root` = file, or folder with <split>.npz)",
-                    (), None, None, npz.load_npz),
-    ]
-}
+#: Every dataset by its scenario name (``dataset.name``), in registration order.
+DATASETS: Registry[DatasetSpec] = Registry("dataset")
+
+
+def register_dataset(spec: DatasetSpec) -> DatasetSpec:
+    """Add a :class:`DatasetSpec` under its ``name`` (a name registered twice is an error)."""
+    return DATASETS.add(spec.name, spec)
+
+
+for _spec in [
+    DatasetSpec("synthetic",
+                "embedded procedural shapes on textures, 32x32 or 64x64, 8 classes + masks, no files",
+                tuple(synthetic.SPLIT_SIZES), True, True, synthetic.load_synthetic),
+    DatasetSpec("cifar10", "CIFAR-10, 32x32, 10 classes (official python batches or packed npz)",
+                cifar10.SPLITS, True, False, cifar10.load_cifar10, downloadable=True),
+    DatasetSpec("stl10", "STL-10, 96x96, 10 classes (official binary)",
+                stl10.SPLITS, True, False, stl10.load_stl10, downloadable=True),
+    DatasetSpec("camvid", "CamVid road scenes, 480x360, 11 classes + void (SegNet folders or packed npz)",
+                camvid.SPLITS, False, True, camvid.load_camvid),
+    DatasetSpec("cityscapes", "Cityscapes, 2048x1024, 19 train-id classes (official leftImg8bit + gtFine)",
+                cityscapes.SPLITS, False, True, cityscapes.load_cityscapes),
+    DatasetSpec("folder", "every image file in `root` sorted by name (e.g. Kodak), no labels",
+                (), False, False, folder.load_folder),
+    DatasetSpec("npz", "any packed offline .npz (`root` = file, or folder with <split>.npz)",
+                (), None, None, npz.load_npz),
+]:
+    register_dataset(_spec)
 
 
 def list_datasets() -> list[tuple[str, str]]:
@@ -91,7 +101,12 @@ def load_dataset(name: str, split: str = "test", n_images: int | None = None, im
 
     Returns:
         :class:`ImageSet`: ``uint8[N, H, W, 3]`` images, ``int64[N]`` labels or ``None``,
-        ``uint8[N, H, W]`` masks or ``None``.
+        ``uint8[N, H, W]`` masks or ``None``. Exception: with ``image_size=None`` a dataset whose
+        images differ in size (``folder`` on Kodak or CLIC, a packed ``npz`` without masks, ...)
+        gives a mixed-size set: ``images`` is a list of ``uint8[H_i, W_i, 3]`` (masks, if any, a
+        list of ``uint8[H_i, W_i]``), ``uniform`` is ``False``, ``image_shape`` / ``num_pixels``
+        raise and ``shapes`` / ``pixels`` / ``shape_groups()`` give the per-image sizes and uniform
+        subsets. Images of one size always come as one array (``uniform`` is ``True``).
 
     Raises:
         ValueError: unknown name or split (the allowed ones are listed), bad ``n_images`` /

@@ -11,18 +11,17 @@ The cache root is, in order: an explicit argument, ``$SIMLINK_CACHE``, ``~/.cach
 Files are written atomically (temporary file in the same folder + ``os.replace``), so a killed
 training run never leaves a half-written checkpoint; ``torch.load(..., weights_only=True)``
 reads them back (no pickled code is executed).
+
+The hashes that make the keys (:func:`~simlink.hashing.stable_hash`,
+:func:`~simlink.hashing.array_fingerprint`, :func:`~simlink.hashing.module_fingerprint`) live in
+:mod:`simlink.hashing`. Importing this module needs no torch.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import torch
 
 from simlink.errors import SimlinkError
 
@@ -40,37 +39,10 @@ def cache_root(explicit: str | os.PathLike | None = None) -> Path:
     return Path.home() / ".cache" / "simlink"
 
 
-def fingerprint(obj: Any, n: int = 16) -> str:
-    """First ``n`` hex digits of the sha256 of ``obj`` as canonical JSON (sorted keys)."""
-    text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:n]
-
-
-def array_fingerprint(*arrays: np.ndarray | None, n: int = 16) -> str:
-    """Hash of the arrays' dtypes, shapes and bytes (``None`` entries count as absent)."""
-    h = hashlib.sha256()
-    for a in arrays:
-        if a is None:
-            h.update(b"none")
-            continue
-        a = np.ascontiguousarray(a)
-        h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(memoryview(a).cast("B"))
-    return h.hexdigest()[:n]
-
-
-def module_fingerprint(module: torch.nn.Module, n: int = 16) -> str:
-    """Hash of a module's state dict (names, shapes, values); identifies frozen task models."""
-    h = hashlib.sha256()
-    for name, t in sorted(module.state_dict().items()):
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
-        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
-    return h.hexdigest()[:n]
-
-
 def safe_torch_load(path: str | os.PathLike) -> dict:
     """``torch.load(path, map_location="cpu", weights_only=True)`` with a clear error."""
+    import torch
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:

@@ -10,7 +10,7 @@ from typing import Callable
 from simlink.data import load_dataset
 from simlink.data.base import ImageSet
 from simlink.errors import SimlinkError
-from simlink.learned.cache import array_fingerprint
+from simlink.hashing import array_fingerprint
 
 
 @dataclass
@@ -36,7 +36,11 @@ class TrainingContext:
     _sets: dict = field(default_factory=dict, repr=False)  # loaded splits and their identities
 
     def train_images(self, split: str = "train", n_images: int | None = None) -> ImageSet:
-        """The dataset's ``split`` (first ``n_images`` after the seeded shuffle), loaded once."""
+        """The dataset's ``split`` (first ``n_images`` after the seeded shuffle), loaded once.
+
+        Raises :class:`SimlinkError` when it cannot be loaded, or holds images of mixed sizes
+        (an :class:`ImageSet` whose ``uniform`` attribute is False): training stacks images into
+        batches, so they must share one size (``dataset.image_size`` resizes them)."""
         key = (split, n_images)
         if key not in self._sets:
             d = self.dataset
@@ -45,6 +49,10 @@ class TrainingContext:
                                                root=d.root, seed=self.seed, download=d.download)
             except ValueError as exc:
                 raise SimlinkError(f"training data ({d.name}/{split}): {exc}") from exc
+            if getattr(self._sets[key], "uniform", True) is False and len(self._sets[key]):
+                del self._sets[key]
+                raise SimlinkError(f"training data ({d.name}/{split}) holds images of several sizes; training needs "
+                                   "images of one size (set dataset.image_size)")
         return self._sets[key]
 
     def frozen_task_net(self, who: str, split: str = "train", n_images: int | None = None):

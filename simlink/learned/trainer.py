@@ -1,63 +1,237 @@
-"""One resumable training loop for every learned model in simlink.
+"""One resumable, cached training loop for every learned model in simlink.
 
-:func:`train_resumable` runs Adam with reduce-on-plateau over a uint8 image set, checkpoints
-atomically every ``checkpoint_every_s`` seconds, at every epoch end and on Ctrl-C / SIGTERM, and
-resumes from the checkpoint when called again with the same :class:`~simlink.learned.cache.ModelCache`.
+A model says how it trains by implementing the :class:`TrainingStep` protocol — its modules,
+its optimisers (and schedulers), and one training step on a :class:`Batch`. :func:`train_resumable`
+drives any step: seeded batch order, per-step seeding, atomic checkpoints every
+``checkpoint_every_s`` seconds, at every epoch end and on Ctrl-C / SIGTERM, and resumption from the
+checkpoint when called again with the same :class:`~simlink.learned.cache.ModelCache`. So a
+codec trained on one loss (:class:`LossStep`, Adam + reduce-on-plateau), a generator and a
+discriminator updated in turn, a policy-gradient stage against a frozen decoder, and the
+receiver's classifier (:class:`simlink.tasks.classifier.ClassifierStep`) all share one loop.
 
-Determinism: the batch order of epoch ``e`` and all the randomness of step ``s`` (additive
-quantisation noise, flips) are drawn from seeds derived from ``(seed, e)`` and ``(seed, s)``, so a
-run that was interrupted and resumed ends with the same weights as one that was not (on the
-same device and software).
+:func:`train_or_load` adds the model cache around one stage (load it if finished, else train and
+save it) and :func:`train_stages` chains cached stages (pre-train, then fine-tune ...) of one
+operating point::
+
+    report = train_stages("tosc_sr", net, [
+        Stage("pretrain", pre_key, c.train.pretrain, lambda: LossStep(net, rd_loss, c.train.pretrain)),
+        Stage("finetune", fine_key, c.train.finetune, lambda: LossStep(net, task_loss, c.train.finetune)),
+    ], ctx, op_label=op.label, cache_root=c.cache_dir, split=..., n_images=..., describe="TOSC-SR")
+
+Determinism: the batch order of epoch ``e`` comes from a seed derived from ``(seed, 1, e)``; before
+global step ``s`` the loop seeds torch's global RNG (every device) with a seed derived from
+``(seed, 2, s)``, draws the flips, then calls the step, so all the randomness a step draws from
+torch's global RNG (quantisation noise, channel noise, crops, dropout) is fixed by ``(seed, s)``.
+A run that was interrupted and resumed therefore ends with the same weights as one that was not
+(on the same device and software).
 """
 
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
-from simlink.errors import SimlinkError
 from simlink.atomic import atomic_torch_save, atomic_write_json
+from simlink.errors import SimlinkError
+from simlink.hashing import stable_hash
 from simlink.learned.cache import ModelCache, safe_torch_load
+from simlink.learned.settings import OptimSettings
+
+__all__ = [
+    "Batch",
+    "LossFn",
+    "LossStep",
+    "NonFiniteLoss",
+    "OptimSettings",
+    "Stage",
+    "TrainResult",
+    "TrainingStep",
+    "load_finished",
+    "save_finished",
+    "stages_report",
+    "train_or_load",
+    "train_resumable",
+    "train_stages",
+]
 
 #: ``loss_fn(net, x, labels) -> (loss, {name: float})``; ``x`` is ``float32[B, 3, H, W]`` in [0, 1]
 #: on the training device, ``labels`` ``int64[B]`` or ``None``.
 LossFn = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor | None], tuple[torch.Tensor, dict]]
 
+#: Format tag of a finished model file holding several modules (one module: a bare state dict).
+_MODULES_FORMAT = "simlink.modules/1"
 
-class OptimSettings(BaseModel):
-    """Optimiser settings of one training stage (a scenario's ``train:`` block uses these names).
+
+# ---------------------------------------------------------------------- the protocol
+@dataclass
+class Batch:
+    """One training batch, on the training device.
 
     Attributes:
-        epochs: passes over the training images.
-        batch_size: images per step.
-        lr: initial Adam learning rate.
-        lr_min: reduce-on-plateau never goes below this.
-        plateau_patience: epochs without a 0.1 % improvement of the mean training loss before
-            the learning rate is multiplied by ``plateau_factor``.
-        plateau_factor: learning-rate decay factor on a plateau.
-        grad_clip: maximum gradient norm (``None``: no clipping).
+        images: ``float32[B, 3, H, W]`` in [0, 1].
+        labels: ``int64[B]`` class ids, or ``None`` (the data has no labels).
+        masks: ``int64[B, H, W]`` per-pixel class ids, or ``None``; flipped with ``images``
+            (the same flip per sample) when the loop's ``augment_flip`` is on.
+        index: ``int64[B]`` positions of the samples in the training set.
+        epoch: 0-based epoch.
+        step: 0-based global step (``epoch * steps_per_epoch + step in epoch``).
     """
 
-    model_config = ConfigDict(extra="forbid")
-    epochs: int = Field(10, ge=0)
-    batch_size: int = Field(32, ge=2)
-    lr: float = Field(1e-4, gt=0)
-    lr_min: float = Field(1e-6, gt=0)
-    plateau_patience: int = Field(2, ge=0)
-    plateau_factor: float = Field(0.3, gt=0, lt=1)
-    grad_clip: float | None = Field(1.0, gt=0)
+    images: torch.Tensor
+    labels: torch.Tensor | None
+    masks: torch.Tensor | None
+    index: torch.Tensor
+    epoch: int
+    step: int
 
 
+class NonFiniteLoss(ArithmeticError):
+    """A loss was NaN or infinite; raised by :meth:`TrainingStep.optimise` before ``backward``.
+
+    Attributes: ``value`` (the loss as a float) and ``optimizer`` (the optimiser's name)."""
+
+    def __init__(self, value: float, optimizer: str | None = None) -> None:
+        self.value = float(value)
+        self.optimizer = optimizer
+        super().__init__(f"loss became {self.value}" + (f" (optimizer {optimizer!r})" if optimizer else ""))
+
+
+class TrainingStep(ABC):
+    """How one model trains; :func:`train_resumable` drives it.
+
+    The loop calls :meth:`modules` (moves them to the device, ``train()`` during the loop,
+    ``eval()`` after), then :meth:`optimizers` once and :meth:`schedulers` once, restores their
+    states from a checkpoint if there is one, and calls :meth:`step` once per batch. At every epoch
+    end a ``ReduceLROnPlateau`` scheduler gets ``.step(epoch mean of "loss")``, any other
+    scheduler ``.step()``. Frozen networks a step only evaluates (a task classifier) need not be
+    listed in :meth:`modules`.
+    """
+
+    @abstractmethod
+    def modules(self) -> dict[str, torch.nn.Module]:
+        """Everything trained or stateful, by name (checkpointed under these names)."""
+
+    @abstractmethod
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The optimisers by name; called once by the loop. The first one's learning rate is
+        logged as ``lr``, the others' as ``lr_<name>``."""
+
+    def schedulers(self) -> dict[str, object]:
+        """Learning-rate schedulers by name (default none); called once, after :meth:`optimizers`."""
+        return {}
+
+    @abstractmethod
+    def step(self, batch: Batch) -> dict[str, float]:
+        """One training step on ``batch``: forward, losses, and the updates (zero_grad, backward,
+        optimiser step — :meth:`optimise` does all three). Returns ``{name: float}`` with at least
+        ``"loss"``; the loop logs the epoch mean of every entry."""
+
+    # ------------------------------------------------------------------ helpers
+    def bound_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """:meth:`optimizers`, called on first use and remembered (what the loop and
+        :meth:`optimise` use)."""
+        opts = self.__dict__.get("_bound_optimizers")
+        if opts is None:
+            opts = dict(self.optimizers())
+            if not opts:
+                raise TypeError(f"{type(self).__name__}.optimizers() returned no optimiser")
+            self.__dict__["_bound_optimizers"] = opts
+        return opts
+
+    def bound_schedulers(self) -> dict[str, object]:
+        """:meth:`schedulers`, called on first use (after the optimisers) and remembered."""
+        scheds = self.__dict__.get("_bound_schedulers")
+        if scheds is None:
+            self.bound_optimizers()
+            scheds = self.__dict__["_bound_schedulers"] = dict(self.schedulers())
+        return scheds
+
+    def optimise(
+        self,
+        loss: torch.Tensor,
+        optimizer_name: str,
+        grad_clip: float | None = None,
+        params: list[torch.nn.Parameter] | None = None,
+    ) -> None:
+        """``zero_grad`` + ``loss.backward()`` + optional ``clip_grad_norm_`` + ``step`` of the
+        optimiser ``optimizer_name``.
+
+        Args:
+            loss: scalar tensor.
+            optimizer_name: a key of :meth:`optimizers`.
+            grad_clip: maximum gradient norm (``None``: no clipping).
+            params: the parameters whose gradient norm is clipped (default: the optimiser's).
+
+        Raises:
+            NonFiniteLoss: ``loss`` is NaN / infinite (checked before ``backward``, so no
+                gradient or weight is touched).
+        """
+        opt = self.bound_optimizers()[optimizer_name]
+        if not torch.isfinite(loss):
+            raise NonFiniteLoss(float(loss.detach()), optimizer_name)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip is not None:
+            if params is None:
+                params = [p for g in opt.param_groups for p in g["params"]]
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        opt.step()
+
+
+class LossStep(TrainingStep):
+    """One network, one loss: Adam on the parameters with ``requires_grad`` (collected when the
+    loop asks for the optimisers), ``ReduceLROnPlateau(mode="min", factor=plateau_factor,
+    patience=plateau_patience, threshold=1e-3, min_lr=lr_min)`` and gradient clipping from
+    :class:`OptimSettings`.
+
+    Args:
+        net: the model (checkpointed as ``"net"``).
+        loss_fn: see :data:`LossFn`; called as ``loss_fn(net, batch.images, batch.labels)``.
+        settings: ``lr``, ``lr_min``, ``plateau_*``, ``grad_clip`` are used here.
+    """
+
+    def __init__(self, net: torch.nn.Module, loss_fn: LossFn, settings: OptimSettings) -> None:
+        self.net = net
+        self.loss_fn = loss_fn
+        self.settings = settings
+        self._params: list[torch.nn.Parameter] | None = None
+        self._opt: torch.optim.Optimizer | None = None
+        self._sched = None
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {"net": self.net}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        if self._opt is None:
+            self._params = [p for p in self.net.parameters() if p.requires_grad]
+            self._opt = torch.optim.Adam(self._params, lr=self.settings.lr)
+        return {"adam": self._opt}
+
+    def schedulers(self) -> dict[str, object]:
+        if self._sched is None:
+            s = self.settings
+            self._sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizers()["adam"], mode="min", factor=s.plateau_factor, patience=s.plateau_patience,
+                threshold=1e-3, min_lr=s.lr_min)
+        return {"plateau": self._sched}
+
+    def step(self, batch: Batch) -> dict[str, float]:
+        loss, stats = self.loss_fn(self.net, batch.images, batch.labels)
+        self.optimise(loss, "adam", grad_clip=self.settings.grad_clip, params=self._params)
+        return {"loss": float(loss.detach()), **stats}
+
+
+# ---------------------------------------------------------------------- the loop
 @dataclass
 class TrainResult:
     """What a finished (or resumed-and-finished) training run reports."""
 
-    history: list[dict] = field(default_factory=list)  # one dict of mean losses per epoch
+    history: list[dict] = field(default_factory=list)  # one dict of mean stats (+ lr) per epoch
     wall_s: float = 0.0  # training seconds in total, over every resumed call
     resumed_from: tuple[int, int] | None = None  # (epoch, step in epoch) of the checkpoint used
 
@@ -67,13 +241,52 @@ def _derived_seed(*parts: int) -> int:
     return int(h[0]) << 32 | int(h[1])
 
 
+def _training_arrays(data) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """``(images uint8[N, H, W, 3], labels int[N] | None, masks int[N, H, W] | None)`` of an
+    :class:`~simlink.data.base.ImageSet`, an image array, or a tuple ``(images, labels[, masks])``."""
+    if hasattr(data, "images"):
+        if getattr(data, "uniform", True) is False and len(data.images):
+            raise SimlinkError(f"training data {getattr(data, 'name', '')}/{getattr(data, 'split', '')}: "
+                               "training needs images of one size (set dataset.image_size)")
+        return data.images, getattr(data, "labels", None), getattr(data, "masks", None)
+    if isinstance(data, (tuple, list)):
+        if not 1 <= len(data) <= 3:
+            raise TypeError(f"training data tuple must be (images, labels[, masks]), got {len(data)} entries")
+        images, labels, masks = (tuple(data) + (None, None))[:3]
+        return images, labels, masks
+    return data, None, None
+
+
+def _step_modules(step: TrainingStep) -> dict[str, torch.nn.Module]:
+    mods = dict(step.modules())
+    if not mods:
+        raise TypeError(f"{type(step).__name__}.modules() returned no module")
+    return mods
+
+
+def _load_checkpoint(ck: dict, mods: dict, opts: dict, scheds: dict, where: str) -> None:
+    """Restore modules / optimisers / schedulers from a checkpoint (today's or the legacy
+    ``net / opt / sched`` layout of a one-network loop)."""
+    if "modules" not in ck and "net" in ck:  # checkpoint of the one-loss loop before TrainingStep
+        if not (len(mods) == len(opts) == 1 and len(scheds) <= 1):
+            raise SimlinkError(f"{where}: single-network checkpoint, but this training has modules {sorted(mods)} "
+                               f"and optimizers {sorted(opts)}; delete the file to retrain")
+        ck = {"modules": {next(iter(mods)): ck["net"]}, "optimizers": {next(iter(opts)): ck["opt"]},
+              "schedulers": {next(iter(scheds)): ck["sched"]} if scheds and "sched" in ck else {}}
+    for what, have, saved in (("modules", mods, ck.get("modules", {})), ("optimizers", opts, ck.get("optimizers", {})),
+                              ("schedulers", scheds, ck.get("schedulers", {}))):
+        if set(have) != set(saved):
+            raise SimlinkError(f"{where}: checkpoint holds {what} {sorted(saved)}, this training has {sorted(have)}; "
+                               "delete the file to retrain")
+        for name, obj in have.items():
+            obj.load_state_dict(saved[name])
+
+
 def train_resumable(
-    net: torch.nn.Module,
-    loss_fn: LossFn,
-    images: np.ndarray,
-    labels: np.ndarray | None,
+    step: TrainingStep,
+    data,
     settings: OptimSettings,
-    cache: ModelCache,
+    cache: ModelCache | None,
     *,
     seed: int = 0,
     device: str = "cpu",
@@ -81,51 +294,57 @@ def train_resumable(
     checkpoint_every_s: float = 60.0,
     log: Callable[[str], None] | None = None,
     stop_after_steps: int | None = None,
+    describe: str = "",
 ) -> TrainResult:
-    """Train ``net`` in place; resume from ``cache.checkpoint_path`` if it exists.
+    """Train ``step``'s modules in place; resume from ``cache.checkpoint_path`` if it exists.
 
     Args:
-        net: the model (moved to ``device``).
-        loss_fn: see :data:`LossFn`; only parameters with ``requires_grad`` are optimised.
-        images: ``uint8[N, H, W, 3]`` training images.
-        labels: ``int64[N]`` or ``None``.
-        settings: optimiser settings.
-        cache: where the checkpoint lives (the finished model is saved by the caller).
-        seed: seeds batch order and per-step randomness.
+        step: the :class:`TrainingStep` (its modules are moved to ``device``).
+        data: the training set: an :class:`~simlink.data.base.ImageSet` (``images
+            uint8[N, H, W, 3]``, ``labels int64[N] | None``, ``masks uint8[N, H, W] | None``), a
+            ``uint8[N, H, W, 3]`` array, or a tuple ``(images, labels[, masks])``.
+        settings: ``epochs`` and ``batch_size`` are used here (the step uses the rest).
+        cache: where the checkpoint lives (the finished model is saved by the caller);
+            ``None``: train in memory, no checkpoints, no resumption.
+        seed: seeds batch order and per-step randomness (module docstring).
         device: torch device string.
-        augment_flip: random horizontal flips.
+        augment_flip: random horizontal flips of images and masks.
         checkpoint_every_s: save a checkpoint at least this often (plus at each epoch end).
         log: per-epoch progress lines.
         stop_after_steps: testing hook: behave as if interrupted after this many steps in this
             call (checkpoint saved, ``KeyboardInterrupt`` raised).
+        describe: what is trained, for messages (default: the cache's kind).
 
     Returns:
-        :class:`TrainResult`. ``net`` holds the trained weights, in eval mode.
+        :class:`TrainResult`; ``history`` holds per epoch the mean of every stat the step
+        returned, plus ``lr`` (first optimiser) and ``lr_<name>`` (the others). The modules hold
+        the trained weights, in eval mode.
 
     Raises:
         KeyboardInterrupt: re-raised after saving a checkpoint.
-        SimlinkError: the loss became NaN / infinite (the checkpoint of the last good state stays).
+        SimlinkError: a loss became NaN / infinite (the checkpoint of the last good state stays),
+            or a checkpoint does not fit this training.
     """
     log = log or (lambda s: None)
+    what = " ".join(filter(None, [cache.kind if cache is not None else "", f"({describe})" if describe else ""]))
+    what = what or "training"
     t0 = time.perf_counter()
+    images, labels, masks = _training_arrays(data)
     n = len(images)
     if n < 2:
-        raise SimlinkError(f"training needs at least 2 images, got {n}")
+        raise SimlinkError(f"{what}: training needs at least 2 images, got {n}")
     batch = min(settings.batch_size, n)
     steps_per_epoch = n // batch
-    net.to(device)
-    params = [p for p in net.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=settings.lr)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        opt, mode="min", factor=settings.plateau_factor, patience=settings.plateau_patience,
-        threshold=1e-3, min_lr=settings.lr_min)
+    mods = _step_modules(step)
+    for m in mods.values():
+        m.to(device)
+    opts = step.bound_optimizers()
+    scheds = step.bound_schedulers()
     result = TrainResult()
     epoch, step_in_epoch, sums, wall_before = 0, 0, {}, 0.0
-    if cache.checkpoint_path.is_file():
+    if cache is not None and cache.checkpoint_path.is_file():
         ck = safe_torch_load(cache.checkpoint_path)
-        net.load_state_dict(ck["net"])
-        opt.load_state_dict(ck["opt"])
-        sched.load_state_dict(ck["sched"])
+        _load_checkpoint(ck, mods, opts, scheds, str(cache.checkpoint_path))
         epoch, step_in_epoch = int(ck["epoch"]), int(ck["step_in_epoch"])
         sums = {k: float(v) for k, v in ck["sums"].items()}
         result.history = [dict(h) for h in ck["history"]]
@@ -135,17 +354,31 @@ def train_resumable(
 
     x_all = torch.from_numpy(np.ascontiguousarray(images)).to(device)  # uint8 [N, H, W, 3]
     y_all = None if labels is None else torch.as_tensor(np.asarray(labels, dtype=np.int64)).to(device)
+    m_all = None if masks is None else torch.from_numpy(np.ascontiguousarray(masks)).to(device)  # [N, H, W]
+    if m_all is not None and tuple(m_all.shape[:3]) != tuple(x_all.shape[:3]):
+        raise SimlinkError(f"{what}: masks {list(m_all.shape)} do not match images {list(x_all.shape[:3])}")
 
     def save() -> None:
+        if cache is None:
+            return
         atomic_torch_save({
-            "net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+            "modules": {k: m.state_dict() for k, m in mods.items()},
+            "optimizers": {k: o.state_dict() for k, o in opts.items()},
+            "schedulers": {k: s.state_dict() for k, s in scheds.items()},
             "epoch": epoch, "step_in_epoch": step_in_epoch, "sums": sums, "history": result.history,
             "wall_s": wall_before + time.perf_counter() - t0,
         }, cache.checkpoint_path)
 
+    def lrs() -> dict[str, float]:
+        out = {}
+        for i, (name, o) in enumerate(opts.items()):
+            out["lr" if i == 0 else f"lr_{name}"] = o.param_groups[0]["lr"]
+        return out
+
     last_save = time.perf_counter()
     steps_done = 0
-    net.train()
+    for m in mods.values():
+        m.train()
     try:
         while epoch < settings.epochs:
             order = torch.randperm(n, generator=torch.Generator().manual_seed(_derived_seed(seed, 1, epoch)))
@@ -156,21 +389,23 @@ def train_resumable(
                 torch.manual_seed(_derived_seed(seed, 2, global_step))
                 idx = order[step_in_epoch * batch:(step_in_epoch + 1) * batch].to(device)
                 x = x_all[idx].permute(0, 3, 1, 2).float().div_(255.0)
+                mk = None if m_all is None else m_all[idx].long()
                 if augment_flip:
                     flip = torch.rand(len(idx), device=device) < 0.5
                     x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
+                    if mk is not None:
+                        mk = torch.where(flip.view(-1, 1, 1), mk.flip(2), mk)
                 y = None if y_all is None else y_all[idx]
-                loss, stats = loss_fn(net, x, y)
-                if not torch.isfinite(loss):
+                try:
+                    stats = step.step(Batch(x, y, mk, idx, epoch, global_step))
+                except NonFiniteLoss as exc:
                     raise SimlinkError(
-                        f"{cache.kind}: loss became {float(loss.detach())} at epoch {epoch + 1}, step {step_in_epoch}; "
-                        "lower the learning rate (train.lr)")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if settings.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
-                opt.step()
-                for k, v in {"loss": float(loss.detach()), **stats}.items():
+                        f"{what}: loss became {exc.value} at epoch {epoch + 1}, step {step_in_epoch}"
+                        + (f" (optimizer {exc.optimizer!r})" if exc.optimizer and len(opts) > 1 else "")
+                        + "; lower the learning rate (train.lr)") from None
+                if "loss" not in stats:
+                    raise TypeError(f"{type(step).__name__}.step() must return a 'loss' entry, got {sorted(stats)}")
+                for k, v in stats.items():
                     sums[k] = sums.get(k, 0.0) + float(v)
                 step_in_epoch += 1
                 steps_done += 1
@@ -178,37 +413,92 @@ def train_resumable(
                     save()
                     last_save = time.perf_counter()
             means = {k: v / max(steps_per_epoch, 1) for k, v in sums.items()}
-            means["lr"] = opt.param_groups[0]["lr"]
+            means.update(lrs())
             result.history.append(means)
-            sched.step(means["loss"])
+            for s in scheds.values():
+                if isinstance(s, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                    s.step(means["loss"])
+                else:
+                    s.step()
             epoch, step_in_epoch, sums = epoch + 1, 0, {}
             save()
             last_save = time.perf_counter()
-            log(f"{cache.kind} {cache.key[:8]} epoch {epoch}/{settings.epochs}: "
-                + ", ".join(f"{k} {v:.4g}" for k, v in means.items()))
+            tag = f"{cache.kind} {cache.key[:8]}" if cache is not None else what
+            log(f"{tag} epoch {epoch}/{settings.epochs}: " + ", ".join(f"{k} {v:.4g}" for k, v in means.items()))
     except KeyboardInterrupt:
         save()
         raise
     finally:
-        net.eval()
+        for m in mods.values():
+            m.eval()
         result.wall_s = wall_before + time.perf_counter() - t0
     return result
 
 
-def save_finished(net: torch.nn.Module, cache: ModelCache, info: dict, result: TrainResult) -> None:
-    """Write ``model.pt`` (state dict) and ``info.json`` (``info`` + history + total training
-    seconds), then delete the checkpoint."""
-    atomic_torch_save({k: v.detach().cpu() for k, v in net.state_dict().items()}, cache.model_path)
+# ---------------------------------------------------------------------- cached stages
+def _as_modules(modules: Mapping[str, torch.nn.Module] | torch.nn.Module) -> dict[str, torch.nn.Module]:
+    if isinstance(modules, torch.nn.Module):
+        return {"net": modules}
+    mods = dict(modules)
+    if not mods:
+        raise TypeError("no module to train or load")
+    return mods
+
+
+def save_finished(
+    modules: Mapping[str, torch.nn.Module] | torch.nn.Module, cache: ModelCache, info: dict, result: TrainResult
+) -> None:
+    """Write ``model.pt`` and ``info.json`` (``info`` + history + total training seconds +
+    ``resumed_from``), then delete the checkpoint.
+
+    ``model.pt`` is the bare state dict (CPU tensors) for one module — the format of every model
+    cached before :class:`TrainingStep` — and ``{"format", "modules": {name: state dict}}`` for
+    several."""
+    mods = _as_modules(modules)
+    states = {name: {k: v.detach().cpu() for k, v in m.state_dict().items()} for name, m in mods.items()}
+    obj = next(iter(states.values())) if len(states) == 1 else {"format": _MODULES_FORMAT, "modules": states}
+    atomic_torch_save(obj, cache.model_path)
     atomic_write_json({**info, "history": result.history, "wall_s": round(result.wall_s, 3),
                        "resumed_from": result.resumed_from}, cache.info_path)
     cache.checkpoint_path.unlink(missing_ok=True)
 
 
+def load_finished(modules: Mapping[str, torch.nn.Module] | torch.nn.Module, cache: ModelCache) -> None:
+    """Load ``cache.model_path`` (written by :func:`save_finished`, or a bare state dict of one
+    network) into ``modules``. Raises :class:`SimlinkError` when the file's modules differ."""
+    mods = _as_modules(modules)
+    obj = safe_torch_load(cache.model_path)
+    if isinstance(obj, dict) and isinstance(obj.get("modules"), dict) and obj.get("format") == _MODULES_FORMAT:
+        saved = obj["modules"]
+    elif len(mods) == 1:
+        saved = {next(iter(mods)): obj}
+    else:
+        raise SimlinkError(f"{cache.model_path}: holds one network, expected modules {sorted(mods)}; "
+                           f"delete {cache.dir} to retrain")
+    if len(mods) == 1 and len(saved) == 1:
+        saved = {next(iter(mods)): next(iter(saved.values()))}
+    if set(saved) != set(mods):
+        raise SimlinkError(f"{cache.model_path}: holds modules {sorted(saved)}, expected {sorted(mods)}; "
+                           f"delete {cache.dir} to retrain")
+    for name, m in mods.items():
+        m.load_state_dict(saved[name])
+
+
+def _as_step(made, mods: dict[str, torch.nn.Module], settings: OptimSettings) -> TrainingStep:
+    if isinstance(made, TrainingStep):
+        return made
+    if callable(made):  # a LossFn (callers from before TrainingStep)
+        if len(mods) != 1:
+            raise TypeError(f"a loss function trains one network, got modules {sorted(mods)}; return a TrainingStep")
+        return LossStep(next(iter(mods.values())), made, settings)
+    raise TypeError(f"make_step must return a TrainingStep (or a LossFn), got {type(made).__name__}")
+
+
 def train_or_load(
-    net: torch.nn.Module,
+    modules: Mapping[str, torch.nn.Module] | torch.nn.Module,
     cache: ModelCache,
     key: dict,
-    make_loss: Callable[[], LossFn],
+    make_step: Callable[[], TrainingStep | LossFn],
     settings: OptimSettings,
     ctx,
     *,
@@ -218,35 +508,109 @@ def train_or_load(
     augment_flip: bool = True,
     describe: str = "",
 ) -> bool:
-    """One cached training stage: load ``net``'s weights from ``cache`` if that stage finished
-    earlier, else train it (resuming from a checkpoint) and save it there.
+    """One cached training stage: load the modules' weights from ``cache`` if that stage finished
+    earlier, else train them (resuming from a checkpoint) and save them there.
 
     Args:
-        net: the model (its current weights are the stage's starting point).
+        modules: the model(s) (their current weights are the stage's starting point): one
+            ``nn.Module`` or ``{name: nn.Module}``; what is saved to and loaded from ``model.pt``.
         cache: the stage's :class:`ModelCache` (keyed by a hash of ``key``).
         key: what identifies the stage (stored in ``info.json``).
-        make_loss: builds the :data:`LossFn`; only called when training is needed (so missing
-            inputs such as a task model are reported only then).
+        make_step: builds the :class:`TrainingStep` (whose modules are, or include, ``modules``);
+            only called when training is needed (so missing inputs such as a task model are
+            reported only then). A factory returning a :data:`LossFn` is wrapped in
+            :class:`LossStep` (one module only).
         settings: optimiser settings of the stage.
         ctx: :class:`simlink.learned.context.TrainingContext` (data, seed, device, log).
         split, n_images: training images (``ctx.train_images(split, n_images)``).
         checkpoint_every_s, augment_flip: passed to :func:`train_resumable`.
-        describe: what is trained, for the log line.
+        describe: what is trained, for the log line and error messages.
 
     Returns:
         True if the stage was trained now, False if it was loaded from the cache.
     """
+    mods = _as_modules(modules)
     if cache.is_done():
-        net.load_state_dict(safe_torch_load(cache.model_path))
+        load_finished(mods, cache)
         return False
-    loss_fn = make_loss()
+    step = _as_step(make_step(), mods, settings)
     train = ctx.train_images(split, n_images)
     ctx.log(f"training {describe} on {len(train)} images, {settings.epochs} epochs, device {ctx.device} -> {cache.dir}")
-    result = train_resumable(net, loss_fn, train.images, train.labels, settings, cache, seed=ctx.seed,
-                             device=ctx.device, augment_flip=augment_flip, checkpoint_every_s=checkpoint_every_s,
-                             log=ctx.log)
-    save_finished(net, cache, {"key": key, "device": str(ctx.device)}, result)
+    result = train_resumable(step, train, settings, cache, seed=ctx.seed, device=ctx.device, augment_flip=augment_flip,
+                             checkpoint_every_s=checkpoint_every_s, log=ctx.log, describe=describe)
+    save_finished(mods, cache, {"key": key, "device": str(ctx.device)}, result)
     return True
+
+
+@dataclass
+class Stage:
+    """One cached training stage of :func:`train_stages`.
+
+    Attributes:
+        name: stage name (``"pretrain"``, ``"finetune"``, ``"joint"`` ...), for log lines.
+        key: everything that identifies the stage (the cache folder is ``stable_hash(key)``); a
+            later stage's key should name its parent (e.g. ``"parent": stable_hash(parent_key)``).
+        settings: optimiser settings of the stage.
+        make_step: builds the :class:`TrainingStep` (or a :data:`LossFn`), only if it trains.
+        prepare: run before the stage is loaded or trained (e.g. freeze the encoders).
+        describe: what is trained, for log lines (default ``"<describe> stage <name>"``).
+    """
+
+    name: str
+    key: dict
+    settings: OptimSettings
+    make_step: Callable[[], TrainingStep | LossFn]
+    prepare: Callable[[], None] | None = None
+    describe: str | None = None
+
+
+def train_stages(
+    kind: str,
+    modules: Mapping[str, torch.nn.Module] | torch.nn.Module,
+    stages: list[Stage],
+    ctx,
+    *,
+    op_label: str,
+    cache_root=None,
+    split: str = "train",
+    n_images: int | None = None,
+    checkpoint_every_s: float = 60.0,
+    describe: str = "",
+    augment_flip: bool = True,
+) -> dict:
+    """Train (or load) a model in cached stages, each starting from the previous one's weights.
+
+    Stage ``i`` is cached in ``ModelCache(kind, stable_hash(stages[i].key), cache_root)``. If the
+    last stage is cached, the earlier ones are skipped (status ``"cached"``); otherwise every stage
+    in turn runs ``prepare`` and is loaded (done earlier) or trained (status ``"trained"``).
+
+    Args:
+        kind: cache folder kind (the method's name).
+        modules: what the stages train, as for :func:`train_or_load`.
+        stages: in training order.
+        ctx: :class:`simlink.learned.context.TrainingContext`.
+        op_label: the operating point's label, for the report.
+        cache_root: model cache root (``None``: ``ctx.cache_root``).
+        split, n_images, checkpoint_every_s, augment_flip: as for :func:`train_or_load`.
+        describe: what is trained, for log lines.
+
+    Returns:
+        The :func:`stages_report` row (``op``, ``status``, ``cache``, ``last_epoch``, ``wall_s``).
+    """
+    if not stages:
+        raise ValueError("train_stages needs at least one stage")
+    root = cache_root if cache_root is not None else getattr(ctx, "cache_root", None)
+    caches = [ModelCache(kind, stable_hash(s.key), root) for s in stages]
+    status = "cached" if caches[-1].is_done() else "trained"
+    for i, (stage, cache) in enumerate(zip(stages, caches)):
+        if status == "cached" and i < len(stages) - 1:
+            continue
+        if stage.prepare is not None:
+            stage.prepare()
+        train_or_load(modules, cache, stage.key, stage.make_step, stage.settings, ctx, split=split, n_images=n_images,
+                      checkpoint_every_s=checkpoint_every_s, augment_flip=augment_flip,
+                      describe=stage.describe or f"{describe} stage {stage.name}".strip())
+    return stages_report(op_label, status, caches)
 
 
 def stages_report(op_label: str, status: str, caches: list[ModelCache]) -> dict:

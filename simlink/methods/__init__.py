@@ -1,21 +1,24 @@
 """Source-coding methods behind one protocol (see :mod:`simlink.methods.base`).
 
-Importing this package registers every built-in method in :data:`METHODS`.
+:data:`METHODS` is the registry of every method; the built-in ones (classic codecs, TOSC-SR /
+RRD / RTD, multi-user deep JSCC) register themselves on first use of the registry. Importing
+this package imports neither torch nor Sionna.
 """
 
 from simlink.methods.base import (
     METHODS,
     AnalogPayload,
     DigitalPayload,
+    ImageKeys,
     Method,
     MethodConfig,
     OperatingPoint,
     Payload,
+    Reception,
+    default_keys,
+    image_seed,
     register_method,
 )
-from simlink.methods import classic  # noqa: F401  (registers jpeg, jpeg2000, webp, avif, heif)
-from simlink.methods import tosc_sr  # noqa: F401  (registers tosc_sr, rrd, rtd)
-from simlink.methods import jscc_multiuser  # noqa: F401  (registers jscc_multiuser)
 
 
 def build_method(config: MethodConfig) -> Method:
@@ -27,10 +30,14 @@ __all__ = [
     "METHODS",
     "AnalogPayload",
     "DigitalPayload",
+    "ImageKeys",
     "Method",
     "MethodConfig",
     "OperatingPoint",
     "Payload",
+    "Reception",
     "build_method",
+    "default_keys",
+    "image_seed",
     "register_method",
 ]

@@ -1,26 +1,39 @@
 """The method protocol: every source / joint source-channel method answers the same calls.
 
 A *method* (JPEG, WebP, TOSC-SR, deep JSCC, ...) offers *operating points* — the rate knob —
-and turns a batch of images into a :class:`Payload` and back. The sweep never needs to know
-which family it runs:
+and turns a batch of images into a :class:`Payload` (``encode``) and a received payload into a
+:class:`Reception` (``decode``). The sweep never needs to know which family it runs:
 
 * digital methods produce :class:`DigitalPayload` (one real bitstream per image) that goes
-  through the bit-true link (segmentation, CRC, LDPC, QAM, channel, BP decoding);
+  through the bit-true link (code-block segmentation, CRC, LDPC, QAM, channel, BP decoding);
 * analog methods produce :class:`AnalogPayload` (complex channel symbols per image) that go
   through the analog link (power normalisation, channel, equalisation).
 
-Images are always ``uint8[N, H, W, 3]`` RGB numpy arrays on both sides.
+A :class:`Reception` holds the images the receiver shows, per-image ``ok`` flags and a dict of
+named receiver outputs (``class_logits``, ``seg_logits``, ...): a method with a task head adds an
+entry instead of a new hook. Both calls receive :class:`ImageKeys`: each image's index in the
+scenario's image set and the seed of its receiver randomness, derived from (scenario seed,
+method, operating point, image index) — not from the cell — so a stochastic decoder draws the
+same noise for an image whatever channel, SNR or batch it is decoded in, and the transmitter
+knows the seed its receiver will use.
+
+Images are always ``uint8[N, H, W, 3]`` RGB numpy arrays of one shape on both sides (the sweep
+groups images of mixed sizes by shape).
+
+This module imports neither torch nor Sionna (the scenario schema is built on it).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from simlink.hashing import derive_seed
+from simlink.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -36,13 +49,64 @@ class OperatingPoint:
     params: dict = field(default_factory=dict, hash=False, compare=False)
 
 
+def image_seed(base_seed: int, method: str, op: str, index: int) -> int:
+    """Seed of one image's receiver (and transmitter) randomness: a hash of the scenario seed,
+    the method's display name, the operating point's label and the image's index (``[0, 2^63)``)."""
+    return derive_seed(base_seed, method, op, int(index))
+
+
+@dataclass(frozen=True)
+class ImageKeys:
+    """Who the images of a batch are.
+
+    Attributes:
+        index: ``int64[N]`` position of each image in the scenario's image set.
+        seeds: ``int64[N]`` seed of each image's randomness (:func:`image_seed`), in ``[0, 2^63)``.
+    """
+
+    index: np.ndarray
+    seeds: np.ndarray
+
+    @classmethod
+    def derive(cls, index, base_seed: int, method: str, op: str) -> "ImageKeys":
+        """Keys of the images at ``index`` for ``(base_seed, method, op)``."""
+        index = np.asarray(index, dtype=np.int64).reshape(-1)
+        seeds = np.array([image_seed(base_seed, method, op, i) for i in index], dtype=np.int64)
+        return cls(index, seeds)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def take(self, idx) -> "ImageKeys":
+        """The keys at positions ``idx`` of this batch (int array, bool mask or slice)."""
+        return ImageKeys(self.index[idx], self.seeds[idx])
+
+    def generator(self, i: int, device: str = "cpu"):
+        """A ``torch.Generator`` on ``device`` seeded with image ``i``'s seed (position ``i`` in
+        this batch): draw an image's noise from it and the result does not depend on the batch."""
+        import torch
+
+        return torch.Generator(device=device).manual_seed(int(self.seeds[i]))
+
+    def rng(self, i: int) -> np.random.Generator:
+        """A NumPy generator seeded with image ``i``'s seed."""
+        return np.random.default_rng(int(self.seeds[i]))
+
+
+def default_keys(n: int, method: str = "", op: str = "") -> ImageKeys:
+    """Keys for ``n`` images used outside a sweep: indices ``0..n-1``, base seed 0."""
+    return ImageKeys.derive(np.arange(n), 0, method, op)
+
+
 @dataclass
 class DigitalPayload:
     """Per-image bitstreams, exactly the bytes a receiver needs (headers included).
 
     Attributes:
         streams: one ``bytes`` object per image.
-        meta: per-payload side information (e.g. the quality chosen per image by a target-bpp search).
+        meta: per-payload side information (e.g. the quality chosen per image by a target-bpp
+            search); a value that is a sequence of one entry per image is kept per image when the
+            sweep splits or merges payloads.
     """
 
     streams: list[bytes]
@@ -53,15 +117,54 @@ class DigitalPayload:
         """``int64[N]``: bits per image, ``8 * len(stream)``."""
         return np.array([8 * len(s) for s in self.streams], dtype=np.int64)
 
+    def __len__(self) -> int:
+        return len(self.streams)
+
 
 @dataclass
 class AnalogPayload:
     """Complex channel symbols per image (deep JSCC): ``symbols`` is a ``complex64[N, U, S]`` torch
-    tensor (``U`` users / transmitters per image, ``S`` channel uses each), average power 1 per
-    symbol and user; see :mod:`simlink.phy.analog`."""
+    tensor (``U`` users / transmitters per image, ``S`` channel uses each); the analog link
+    normalises every user's power to 1 per symbol (see :mod:`simlink.phy.analog`)."""
 
     symbols: Any
     meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+
+@dataclass
+class Reception:
+    """What a receiver makes of a (possibly corrupted) payload.
+
+    Attributes:
+        images: ``uint8[N, H, W, 3]`` what the receiver shows. Where ``ok`` is False the image is
+            undefined and the sweep substitutes its concealment image.
+        ok: ``bool[N]``: False where the decoder could not produce an image from that stream.
+        outputs: named receiver outputs, each an array whose first axis is the image, e.g.
+            ``class_logits`` ``float32[N, C]`` of a classification head or ``seg_logits``
+            ``float32[N, C, H, W]`` of a segmentation head; the task kinds score them
+            (:mod:`simlink.tasks.kinds`).
+    """
+
+    images: np.ndarray
+    ok: np.ndarray
+    outputs: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.ok = np.asarray(self.ok, dtype=bool)
+        n = len(self.ok)
+        if len(self.images) != n or any(len(v) != n for v in self.outputs.values()):
+            sizes = {"images": len(self.images), **{k: len(v) for k, v in self.outputs.items()}}
+            raise ValueError(f"Reception: {n} ok flags but {sizes}")
+
+    def __len__(self) -> int:
+        return len(self.ok)
+
+    def take(self, idx) -> "Reception":
+        """The images and outputs at ``idx`` (int array, bool mask or slice)."""
+        return Reception(self.images[idx], self.ok[idx], {k: v[idx] for k, v in self.outputs.items()})
 
 
 Payload = DigitalPayload | AnalogPayload
@@ -83,12 +186,17 @@ class MethodConfig(BaseModel):
 class Method(ABC):
     """A source (or joint source-channel) coding method.
 
-    Subclasses set ``name``, ``kind`` and ``Config`` (a :class:`MethodConfig` subclass that
-    validates the method's scenario entry) and are registered with :func:`register_method`.
+    Subclasses set ``name`` (the scenario's ``methods[].name``), ``kind`` (the payload kind:
+    ``"digital"`` bitstreams or ``"analog"`` channel symbols, a name in
+    :data:`simlink.sweep.payloads.PAYLOAD_KINDS`) and ``Config`` (a :class:`MethodConfig` subclass
+    that validates the method's scenario entry), implement :meth:`operating_points`,
+    :meth:`encode` and :meth:`decode`, and are registered with :func:`register_method`. Learned
+    methods train in :meth:`fit` through :func:`simlink.learned.trainer.train_stages` with a
+    :class:`~simlink.learned.trainer.TrainingStep` of their own. See the README, "Adding a method".
     """
 
     name: ClassVar[str]
-    kind: ClassVar[Literal["digital", "analog"]]
+    kind: ClassVar[str]
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     description: ClassVar[str] = ""
 
@@ -100,18 +208,22 @@ class Method(ABC):
         """The rate knob's settings named in the scenario, in increasing rate order if known."""
 
     @abstractmethod
-    def encode(self, images: np.ndarray, op: OperatingPoint) -> Payload:
-        """Source-encode ``uint8[N, H, W, 3]`` images at ``op``."""
+    def encode(self, images: np.ndarray, op: OperatingPoint, keys: ImageKeys | None = None) -> Payload:
+        """Source-encode ``uint8[N, H, W, 3]`` images (one shape) at ``op``.
+
+        ``keys``: the images' indices and seeds (:class:`ImageKeys`; ``None`` outside a sweep:
+        :func:`default_keys`). A transmitter that must know what its receiver will draw (e.g. a
+        diffusion decoder's noise) uses ``keys.seeds``.
+        """
 
     @abstractmethod
-    def decode(self, payload: Payload, op: OperatingPoint, image_shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-        """Decode a (possibly corrupted) payload.
+    def decode(self, payload: Payload, op: OperatingPoint, image_shape: tuple[int, int, int],
+               keys: ImageKeys | None = None) -> Reception:
+        """Decode a (possibly corrupted) payload of images of shape ``image_shape`` ``(H, W, 3)``.
 
-        Returns:
-            ``(images, ok)``: ``uint8[N, H, W, 3]`` reconstructions and ``bool[N]``, False where
-            the decoder could not produce an image from that stream (the image at that index is
-            then undefined and the caller substitutes its concealment image). Must never raise
-            because of a corrupted stream.
+        ``keys``: as for :meth:`encode`; a stochastic decoder draws image ``i``'s randomness from
+        ``keys.generator(i)`` only, so an image decodes the same whatever else is in the batch.
+        Returns a :class:`Reception`. Must never raise because of a corrupted stream.
         """
 
     def fit(self, ctx) -> None:  # noqa: B027 - optional hook
@@ -122,12 +234,13 @@ class Method(ABC):
         ``simlink run`` / ``simlink train`` before any ``encode``.
         """
 
-    def class_logits(self, payload: Payload, op: OperatingPoint) -> np.ndarray | None:
-        """``float[N, C]`` class logits of the receiver's own task head for a received payload, or
-        ``None`` (the default) when the receiver has none and a frozen task model classifies the
-        reconstructions instead. A method with a head (e.g. ``jscc_multiuser``) reports its
-        accuracy from these logits."""
-        return None
+    def image_keys(self, n: int, op: OperatingPoint, keys: ImageKeys | None) -> ImageKeys:
+        """``keys`` if given (checked against ``n``), else :func:`default_keys` for ``n`` images."""
+        if keys is None:
+            return default_keys(n, self.config.display_name, op.label)
+        if len(keys) != n:
+            raise ValueError(f"{len(keys)} image keys for {n} images")
+        return keys
 
     def latents(self, images: np.ndarray, op: OperatingPoint) -> np.ndarray | None:
         """What the method sends, as features: ``float32[N, d]`` per image (the quantised latent of a
@@ -153,12 +266,13 @@ class Method(ABC):
         return {"method": self.name, **self.config.model_dump()}
 
 
-METHODS: dict[str, type[Method]] = {}
+#: Every method by its scenario ``name``, in registration order (built-ins first: the plot
+#: palette follows this order). The built-in modules register on first use.
+METHODS: Registry[type[Method]] = Registry(
+    "method", builtins=("simlink.methods.classic", "simlink.methods.tosc_sr", "simlink.methods.jscc_multiuser"))
 
 
 def register_method(cls: type[Method]) -> type[Method]:
-    """Class decorator: add ``cls`` to :data:`METHODS` under ``cls.name``."""
-    if cls.name in METHODS:
-        raise ValueError(f"method {cls.name!r} registered twice")
-    METHODS[cls.name] = cls
-    return cls
+    """Class decorator: add ``cls`` to :data:`METHODS` under ``cls.name`` (a name registered twice
+    is an error)."""
+    return METHODS.add(cls.name, cls)

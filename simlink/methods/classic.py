@@ -42,7 +42,7 @@ import numpy as np
 import pillow_heif
 from pydantic import Field, field_validator, model_validator
 
-from simlink.methods.base import DigitalPayload, Method, MethodConfig, OperatingPoint, register_method
+from simlink.methods.base import DigitalPayload, ImageKeys, Method, MethodConfig, OperatingPoint, Reception, register_method
 
 # ----------------------------------------------------------------------------------------------
 # configuration
@@ -263,8 +263,8 @@ class ClassicCodec(Method):
             return [OperatingPoint(f"q={q}", {"quality": q}) for q in sorted(self.config.quality)]
         return [OperatingPoint(f"bpp={_fmt_bpp(t)}", {"target_bpp": t}) for t in sorted(self.config.target_bpp)]
 
-    def encode(self, images: np.ndarray, op: OperatingPoint) -> DigitalPayload:
-        """Encode ``uint8[N, H, W, 3]`` images at ``op``.
+    def encode(self, images: np.ndarray, op: OperatingPoint, keys: ImageKeys | None = None) -> DigitalPayload:
+        """Encode ``uint8[N, H, W, 3]`` images at ``op`` (``keys`` unused: deterministic).
 
         Returns:
             :class:`DigitalPayload` with one standalone file per image; ``meta["quality"]`` is the
@@ -290,18 +290,20 @@ class ClassicCodec(Method):
             met.append(ok)
         return DigitalPayload(streams=streams, meta={"quality": qualities, "target_met": met})
 
-    def decode(self, payload: DigitalPayload, op: OperatingPoint, image_shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    def decode(self, payload: DigitalPayload, op: OperatingPoint, image_shape: tuple[int, int, int],
+               keys: ImageKeys | None = None) -> Reception:
         """Decode each (possibly corrupted) stream; never raises because of stream contents.
 
         Args:
             payload: the received streams.
             op: the operating point (unused: every stream is self-describing).
             image_shape: ``(H, W, 3)`` of the original images.
+            keys: unused (deterministic decoder).
 
         Returns:
-            ``(images uint8[N, H, W, 3], ok bool[N])``. ``ok[i]`` is False when the header of
-            stream ``i`` does not declare an ``H x W`` image, the decoder raised, or it
-            returned anything but ``uint8[H, W, 3]``; ``images[i]`` is then zeros.
+            :class:`Reception` with ``images uint8[N, H, W, 3]`` and ``ok bool[N]``. ``ok[i]`` is
+            False when the header of stream ``i`` does not declare an ``H x W`` image, the decoder
+            raised, or it returned anything but ``uint8[H, W, 3]``; ``images[i]`` is then zeros.
         """
         h, w, c = (int(v) for v in image_shape)
         if c != 3:
@@ -314,7 +316,7 @@ class ClassicCodec(Method):
             if img is not None:
                 out[i] = img
                 ok[i] = True
-        return out, ok
+        return Reception(out, ok)
 
     def _safe_decode(self, stream: bytes, h: int, w: int) -> np.ndarray | None:
         try:

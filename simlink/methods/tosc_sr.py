@@ -36,140 +36,22 @@ hyper-latent symbols (factorised prior tables), then the latent symbols (mixture
 from the decoded hyper-latent). Nothing else is sent: the image size is known to the receiver.
 The mixture parameters are computed per image in float64 on the CPU by both the encoder and the
 decoder, so they agree bit for bit whatever the batch or device of the rest of the network.
+
+The network, objectives and coder live in :mod:`simlink.methods.tosc_sr_net` (torch); this module
+(scenario entry, operating points, the method) imports without torch.
 """
 
 from __future__ import annotations
 
-import copy
 from typing import ClassVar, Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from torch import nn
 
-from simlink.entropy import GDN, FactorizedPrior, GaussianMixtureConditional, SymbolReader, SymbolWriter, add_noise
-from simlink.entropy.factorized import PmfTables
-from simlink.errors import DecodeError, SimlinkError
-from simlink.learned import (
-    CODE_VERSION,
-    ModelCache,
-    OptimSettings,
-    fingerprint,
-    module_fingerprint,
-    stages_report,
-    train_or_load,
-)
-from simlink.methods.base import DigitalPayload, Method, MethodConfig, OperatingPoint, register_method
-from simlink.tasks.classifier import images_to_tensor, tensor_to_images
+from simlink.learned.settings import OptimSettings
+from simlink.methods.base import DigitalPayload, ImageKeys, Method, MethodConfig, OperatingPoint, Reception, register_method
 
-PAD_MULTIPLE = 32  # g_a halves three times, h_a twice
-
-
-# ----------------------------------------------------------------------------------- network
-def _conv(cin: int, cout: int, k: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2)
-
-
-class _Up(nn.Sequential):
-    """Upsample x2 by depth-to-space: ``k x k`` conv to ``4 * cout`` channels, then PixelShuffle(2)."""
-
-    def __init__(self, cin: int, cout: int, k: int = 5) -> None:
-        super().__init__(_conv(cin, 4 * cout, k), nn.PixelShuffle(2))
-
-
-class HyperpriorGMMCodec(nn.Module):
-    """The TOSC-SR codec network (see module docstring).
-
-    Args:
-        channels: N, width of the transforms and number of hyper-latent channels.
-        latent_channels: M, number of latent channels.
-        mixtures: K, Gaussian-mixture components per latent element.
-
-    ``forward(x, noisy=True)`` with ``x float[B, 3, H, W]`` in [0, 1] (H, W multiples of 32)
-    returns ``(x_hat float[B, 3, H, W], bits_y float[B], bits_z float[B])``: the reconstruction
-    and the model's information content (bits) per image of the (noisy or rounded) latents.
-    """
-
-    def __init__(self, channels: int = 64, latent_channels: int = 96, mixtures: int = 3) -> None:
-        super().__init__()
-        n, m, k = int(channels), int(latent_channels), int(mixtures)
-        self.channels, self.latent_channels, self.mixtures = n, m, k
-        self.g_a = nn.Sequential(_conv(3, n, 5, 2), GDN(n), _conv(n, n, 5, 2), GDN(n), _conv(n, m, 5, 2))
-        self.g_s = nn.Sequential(_Up(m, n), GDN(n, inverse=True), _Up(n, n), GDN(n, inverse=True), _Up(n, 3))
-        self.h_a = nn.Sequential(_conv(m, n, 3), nn.LeakyReLU(inplace=True), _conv(n, n, 5, 2),
-                                 nn.LeakyReLU(inplace=True), _conv(n, n, 5, 2))
-        self.h_s = nn.Sequential(_Up(n, n), nn.LeakyReLU(inplace=True), _Up(n, n), nn.LeakyReLU(inplace=True),
-                                 _conv(n, 3 * k * m, 3))
-        self.prior_z = FactorizedPrior(n)
-        self.conditional = GaussianMixtureConditional(k)
-
-    def mixture_params(self, z_hat: torch.Tensor, h_s: nn.Module | None = None):
-        """Mixture parameters from the hyper-latent.
-
-        z_hat: ``[B, N, h, w]``. Returns ``(weight_logits, means, scales)``, each
-        ``[B, M, K, 4h, 4w]`` (scales before the 0.11 lower bound).
-        """
-        out = (h_s or self.h_s)(z_hat)
-        b, _, hh, ww = out.shape
-        out = out.view(b, 3, self.mixtures, self.latent_channels, hh, ww).transpose(2, 3)
-        return out[:, 0], out[:, 1], out[:, 2]
-
-    def forward(self, x: torch.Tensor, noisy: bool = True):
-        y = self.g_a(x)
-        z = self.h_a(y)
-        z_tilde = add_noise(z) if noisy else torch.round(z)
-        logits, means, scales = self.mixture_params(z_tilde)
-        y_tilde = add_noise(y) if noisy else torch.round(y)
-        p_y = self.conditional(y_tilde, logits, means, scales)
-        p_z = self.prior_z(z_tilde)
-        y_ste = y + (torch.round(y) - y).detach()  # straight-through rounding for the decoder
-        x_hat = self.g_s(y_ste)
-        bits_y = -torch.log2(p_y).flatten(1).sum(1)
-        bits_z = -torch.log2(p_z).flatten(1).sum(1)
-        return x_hat, bits_y, bits_z
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int = PAD_MULTIPLE) -> torch.Tensor:
-    """Edge-replicate ``[B, C, H, W]`` on the bottom/right up to multiples of ``multiple``."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
-
-
-# ----------------------------------------------------------------------------------- objectives
 Objective = Literal["tosc_sr", "rrd", "rtd"]
-
-
-def objective_loss(objective: Objective, lmbda: float, beta: float, task_net: nn.Module | None):
-    """The training loss of ``objective`` as a :data:`simlink.learned.trainer.LossFn`.
-
-    See the module docstring for the formulas; ``task_net`` (frozen classifier taking
-    ``float[B, 3, H, W]`` in [0, 1]) is needed by ``tosc_sr`` and ``rtd``.
-    """
-    uses_task = objective in ("tosc_sr", "rtd")
-    uses_mse = objective in ("tosc_sr", "rrd")
-    if uses_task and task_net is None:
-        raise SimlinkError(f"objective {objective!r} needs the scenario's task model (add a 'task:' entry)")
-
-    def loss_fn(net: HyperpriorGMMCodec, x: torch.Tensor, labels: torch.Tensor | None):
-        b, _, h, w = x.shape
-        x_hat, bits_y, bits_z = net(pad_to_multiple(x))
-        x_hat = x_hat[..., :h, :w]
-        bpp = (bits_y + bits_z).sum() / (b * h * w)
-        mse = F.mse_loss(x_hat, x) * 255.0**2
-        loss = bpp + (lmbda * mse if uses_mse else 0.0)
-        stats = {"bpp": float(bpp.detach()), "mse": float(mse.detach())}
-        if uses_task:
-            if labels is None:
-                raise SimlinkError("the task objectives need labelled training images")
-            ce = F.cross_entropy(task_net(x_hat.clamp(0.0, 1.0)), labels)
-            loss = loss + beta * ce
-            stats["ce"] = float(ce.detach())
-        return loss, stats
-
-    return loss_fn
 
 
 # ----------------------------------------------------------------------------------- config
@@ -253,33 +135,6 @@ class _RTDConfig(LearnedCodecConfig):
 
 
 # ----------------------------------------------------------------------------------- method
-class _Trained:
-    """A trained codec ready for coding: the network, its z tables and a float64 CPU h_s."""
-
-    def __init__(self, net: HyperpriorGMMCodec, device: str) -> None:
-        self.net = net.to(device).eval()
-        self.device = device
-        self.tables: PmfTables = net.prior_z.pmf_tables()
-        self.h_s64 = copy.deepcopy(net.h_s).to("cpu", torch.float64).eval()
-
-    @torch.no_grad()
-    def params(self, z_hat: np.ndarray):
-        """Mixture parameters of one image from its hyper-latent symbols ``int[1, N, h, w]``.
-
-        Returns ``(weights, means, scales)`` as float64 ``[n_elements, K]`` in the latent's
-        ``(channel, row, column)`` order.
-        """
-        z = torch.from_numpy(np.asarray(z_hat, dtype=np.float64))
-        logits, means, scales = self.net.mixture_params(z, self.h_s64)  # [1, M, K, h, w]
-        k = self.net.mixtures
-
-        def flat(t):
-            return t[0].permute(0, 2, 3, 1).reshape(-1, k).numpy()
-
-        weights = torch.softmax(logits, dim=2)
-        return flat(weights), flat(means), flat(scales)
-
-
 class LearnedCodec(Method):
     """Shared implementation of ``tosc_sr``, ``rrd`` and ``rtd`` (see module docstring)."""
 
@@ -289,7 +144,7 @@ class LearnedCodec(Method):
 
     def __init__(self, config: LearnedCodecConfig) -> None:
         super().__init__(config)
-        self._trained: dict[str, _Trained] = {}
+        self._trained: dict = {}  # op label -> simlink.methods.tosc_sr_net.TrainedCodec
         self._report: list[dict] = []
 
     # ------------------------------------------------------------------ operating points
@@ -301,130 +156,109 @@ class LearnedCodec(Method):
         return [OperatingPoint(f"λ={lm:g}", {"lmbda": float(lm), "beta": beta}) for lm in c.lmbda]
 
     # ------------------------------------------------------------------ training
-    def _build_net(self, seed: int) -> HyperpriorGMMCodec:
+    def build_network(self, seed: int):
+        """A freshly initialised :class:`~simlink.methods.tosc_sr_net.HyperpriorGMMCodec` (weights
+        from ``seed``, the global RNG untouched)."""
+        import torch
+
+        from simlink.methods.tosc_sr_net import HyperpriorGMMCodec
+
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return HyperpriorGMMCodec(**self.config.network.model_dump())
 
+    def set_network(self, op: OperatingPoint, net, device: str = "cpu") -> None:
+        """Code operating point ``op`` with the given network (e.g. weights trained elsewhere)
+        instead of training it: :meth:`encode` / :meth:`decode` use it from now on."""
+        from simlink.methods.tosc_sr_net import TrainedCodec
+
+        self._trained[op.label] = TrainedCodec(net, str(device))
+
     def _stage_keys(self, op: OperatingPoint, ctx) -> tuple[dict, dict]:
+        from simlink.hashing import module_fingerprint, stable_hash
+        from simlink.learned.cache import CODE_VERSION
+
         c = self.config
         data = ctx.data_identity(c.train.split, c.train.n_images)
         pre_lmbda = op.params["lmbda"] if self.objective != "rtd" else c.pretrain_lmbda
         pre = {"stage": "pretrain", "objective": "rrd", "lmbda": pre_lmbda, "network": c.network.model_dump(),
                "optim": c.train.pretrain.model_dump(), "data": data, "seed": ctx.seed, "code": CODE_VERSION}
-        fine = {"stage": "finetune", "parent": fingerprint(pre), "objective": self.objective,
+        fine = {"stage": "finetune", "parent": stable_hash(pre), "objective": self.objective,
                 "lmbda": op.params["lmbda"], "beta": op.params["beta"], "optim": c.train.finetune.model_dump(),
                 "code": CODE_VERSION}
         if self.objective != "rrd":
             fine["task"] = module_fingerprint(ctx.task.net) if ctx.task is not None else None
         return pre, fine
 
-    def _cache(self, key_obj: dict, ctx) -> ModelCache:
-        return ModelCache("tosc_sr", fingerprint(key_obj), self.config.cache_dir or ctx.cache_root)
+    def _stage(self, name: str, key: dict, optim: OptimSettings, net, ctx):
+        """The cached training stage ``key`` (its ``objective``, ``lmbda``, ``beta``) of ``net``."""
+        from simlink.learned.trainer import LossStep, Stage
+        from simlink.methods.tosc_sr_net import objective_loss
 
-    def _run_stage(self, net, cache: ModelCache, key_obj: dict, optim: OptimSettings, ctx) -> None:
-        """Load stage ``key_obj`` (its ``objective``, ``lmbda``, ``beta``) from ``cache`` into ``net``,
-        or train ``net`` for it and save it there."""
         c = self.config
-        objective, lmbda, beta = key_obj["objective"], key_obj["lmbda"], key_obj.get("beta")
+        objective, lmbda, beta = key["objective"], key["lmbda"], key.get("beta")
 
-        def make_loss():
+        def make_step():
             task_net = None
             if objective != "rrd":
                 task_net = ctx.frozen_task_net(f"{c.display_name} (objective {objective!r})",
                                                c.train.split, c.train.n_images)
-            return objective_loss(objective, lmbda or 0.0, beta or 0.0, task_net)
+            return LossStep(net, objective_loss(objective, lmbda or 0.0, beta or 0.0, task_net), optim)
 
-        train_or_load(net, cache, key_obj, make_loss, optim, ctx, split=c.train.split, n_images=c.train.n_images,
-                      checkpoint_every_s=c.train.checkpoint_every_s,
-                      describe=f"{c.display_name} {key_obj['stage']} ({objective}, λ={lmbda}, β={beta})")
+        return Stage(name, key, optim, make_step)
 
     def fit(self, ctx) -> None:
-        """Train (or load from the cache) the model of every operating point.
+        """Train (or load from the cache) the model of every operating point: pre-training with
+        the rrd objective, then fine-tuning with the method's own (one cached, resumable stage
+        each, :func:`simlink.learned.trainer.train_stages`).
 
         ``ctx``: :class:`simlink.learned.context.TrainingContext`.
         """
+        from simlink.learned.trainer import train_stages
+
         c = self.config
         for op in self.operating_points():
             if op.label in self._trained:
                 continue
             pre_key, fine_key = self._stage_keys(op, ctx)
-            pre_cache, fine_cache = self._cache(pre_key, ctx), self._cache(fine_key, ctx)
-            net = self._build_net(ctx.seed)
-            status = "cached" if fine_cache.is_done() else "trained"
-            if status == "trained":  # the fine-tuning starts from the pre-trained weights
-                self._run_stage(net, pre_cache, pre_key, c.train.pretrain, ctx)
-            self._run_stage(net, fine_cache, fine_key, c.train.finetune, ctx)
-            self._trained[op.label] = _Trained(net, str(ctx.device))
-            self._report.append(stages_report(op.label, status, [pre_cache, fine_cache]))
+            net = self.build_network(ctx.seed)
+            stages = [self._stage("pretrain", pre_key, c.train.pretrain, net, ctx),
+                      self._stage("finetune", fine_key, c.train.finetune, net, ctx)]
+            report = train_stages(
+                "tosc_sr", {"net": net}, stages, ctx, op_label=op.label, cache_root=c.cache_dir or ctx.cache_root,
+                split=c.train.split, n_images=c.train.n_images, checkpoint_every_s=c.train.checkpoint_every_s,
+                describe=f"{c.display_name} {op.label} ({self.objective})")
+            self.set_network(op, net, str(ctx.device))
+            self._report.append(report)
 
     def training_report(self) -> list[dict]:
         return list(self._report)
 
-    def _model(self, op: OperatingPoint) -> _Trained:
+    def _model(self, op: OperatingPoint):
         if op.label not in self._trained:
             raise self.not_trained(op)
         return self._trained[op.label]
 
     # ------------------------------------------------------------------ coding
-    @torch.no_grad()
-    def encode(self, images: np.ndarray, op: OperatingPoint, batch_size: int = 64) -> DigitalPayload:
+    def encode(self, images: np.ndarray, op: OperatingPoint, keys: ImageKeys | None = None) -> DigitalPayload:
         """Range-code ``uint8[N, H, W, 3]`` images; one stream per image (module docstring)."""
-        t = self._model(op)
-        streams: list[bytes] = []
-        for start in range(0, len(images), batch_size):
-            x = pad_to_multiple(images_to_tensor(images[start:start + batch_size], t.device))
-            y = t.net.g_a(x)
-            y_hat = torch.round(y).cpu().numpy().astype(np.int64)
-            z_hat = torch.round(t.net.h_a(y)).cpu().numpy().astype(np.int64)
-            for i in range(len(y_hat)):
-                w = SymbolWriter()
-                w.factorized(z_hat[i:i + 1], t.tables)
-                weights, means, scales = t.params(z_hat[i:i + 1])
-                w.mixture(y_hat[i].reshape(-1), weights, means, scales)
-                streams.append(w.to_bytes())
-        return DigitalPayload(streams, meta={})
+        from simlink.methods.tosc_sr_net import encode_streams
 
-    @torch.no_grad()
-    def latents(self, images: np.ndarray, op: OperatingPoint, batch_size: int = 64) -> np.ndarray:
-        """``float32[N, M * H/8 * W/8]``: the quantised latent ``round(g_a(x))`` that is range-coded
-        (images padded to a multiple of 32 first, as in :meth:`encode`)."""
-        t = self._model(op)
-        out = []
-        for start in range(0, len(images), batch_size):
-            x = pad_to_multiple(images_to_tensor(images[start:start + batch_size], t.device))
-            out.append(torch.round(t.net.g_a(x)).flatten(1).cpu().numpy())
-        return np.concatenate(out).astype(np.float32)
+        return DigitalPayload(encode_streams(self._model(op), images), meta={})
 
-    @torch.no_grad()
+    def latents(self, images: np.ndarray, op: OperatingPoint) -> np.ndarray:
+        """``float32[N, M * H/8 * W/8]``: the quantised latent ``round(g_a(x))`` that is range-coded."""
+        from simlink.methods.tosc_sr_net import quantised_latents
+
+        return quantised_latents(self._model(op), images)
+
     def decode(self, payload: DigitalPayload, op: OperatingPoint, image_shape: tuple[int, int, int],
-               batch_size: int = 64):
+               keys: ImageKeys | None = None) -> Reception:
         """Decode every stream; a stream the range decoder rejects gives ``ok = False``."""
-        t = self._model(op)
-        h, w = image_shape[:2]
-        hp, wp = h + (-h) % PAD_MULTIPLE, w + (-w) % PAD_MULTIPLE
-        m, n = t.net.latent_channels, t.net.channels
-        y_shape = (m, hp // 8, wp // 8)
-        z_shape = (1, n, hp // 32, wp // 32)
-        count = len(payload.streams)
-        out = np.zeros((count, h, w, 3), dtype=np.uint8)
-        ok = np.zeros(count, dtype=bool)
-        y_all = np.zeros((count, *y_shape), dtype=np.float32)
-        for i, data in enumerate(payload.streams):
-            try:
-                r = SymbolReader(data)
-                z_hat = r.factorized(t.tables, z_shape)
-                weights, means, scales = t.params(z_hat)
-                y_all[i] = r.mixture(weights, means, scales).reshape(y_shape)
-                ok[i] = True
-            except (DecodeError, ValueError):
-                continue
-        idx = np.flatnonzero(ok)
-        for start in range(0, len(idx), batch_size):
-            sel = idx[start:start + batch_size]
-            x_hat = t.net.g_s(torch.from_numpy(y_all[sel]).to(t.device))[..., :h, :w]
-            out[sel] = tensor_to_images(x_hat)
-        return out, ok
+        from simlink.methods.tosc_sr_net import decode_streams
+
+        images, ok = decode_streams(self._model(op), payload.streams, image_shape)
+        return Reception(images, ok)
 
 
 @register_method

@@ -1,38 +1,28 @@
-"""Bit-true digital physical layer: segmentation, CRC, 5G LDPC, QAM, channels, BP decoding.
+"""Bit-true digital physical layer: code-block segmentation, CRC, 5G LDPC, QAM, channels, BP
+decoding; and the analog link of deep-JSCC methods.
 
 Public API:
 
 * :class:`~simlink.phy.config.LinkConfig`, :class:`~simlink.phy.config.CodeConfig` — the
   ``link:`` scenario section.
-* :data:`~simlink.phy.channels.ChannelConfig` (``AWGNChannel``, ``RayleighBlockChannel``,
-  ``RayleighFastChannel``) and :data:`~simlink.phy.channels.CHANNELS` — ``channels:`` entries.
+* :class:`~simlink.phy.channels.Channel` and its registry :data:`~simlink.phy.channels.CHANNELS`
+  (``AWGNChannel``, ``RayleighBlockChannel``, ``RayleighFastChannel``) — ``channels:`` entries.
 * :class:`~simlink.phy.link.DigitalLink` with ``prepare(streams) -> TxFrame`` and
-  ``transmit(tx, channel, esno_db, seed) -> RxResult``.
+  ``transmit(tx, channel, esno_db, seed) -> RxResult``; :class:`~simlink.phy.analog.AnalogLink`.
 * :mod:`simlink.phy.snr` — Es/N0 (per complex channel use) and Eb/N0 (per information bit).
+
+Importing the package is cheap: the torch / Sionna modules load when their names are used.
 """
 
-from simlink.phy.channels import (
-    CHANNELS,
-    AWGNChannel,
-    ChannelConfig,
-    RayleighBlockChannel,
-    RayleighFastChannel,
-)
-from simlink.phy.config import CodeConfig, LinkConfig
-from simlink.phy.link import DigitalLink, RxResult, TxFrame
-from simlink.phy.snr import ebno_db, esno_db_to_no
+from simlink.lazy import lazy_exports
 
-__all__ = [
-    "CHANNELS",
-    "AWGNChannel",
-    "ChannelConfig",
-    "CodeConfig",
-    "DigitalLink",
-    "LinkConfig",
-    "RayleighBlockChannel",
-    "RayleighFastChannel",
-    "RxResult",
-    "TxFrame",
-    "ebno_db",
-    "esno_db_to_no",
-]
+_NAMES = {
+    **dict.fromkeys(["CHANNELS", "AWGNChannel", "Channel", "ChannelConfig", "RayleighBlockChannel",
+                     "RayleighFastChannel", "register_channel"], "simlink.phy.channels"),
+    **dict.fromkeys(["CodeConfig", "LinkConfig"], "simlink.phy.config"),
+    **dict.fromkeys(["DigitalLink", "RxResult", "TxFrame"], "simlink.phy.link"),
+    **dict.fromkeys(["AnalogLink", "AnalogRx"], "simlink.phy.analog"),
+    **dict.fromkeys(["ebno_db", "esno_db_to_no"], "simlink.phy.snr"),
+}
+__getattr__, __dir__ = lazy_exports(__name__, _NAMES)
+__all__ = sorted(_NAMES)

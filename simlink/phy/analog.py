@@ -59,6 +59,23 @@ def power_normalise(symbols: torch.Tensor, power: float = 1.0) -> torch.Tensor:
     return symbols * scale
 
 
+#: Rows whose mean power is this close to 1 are already normalised (float32 rounding).
+UNIT_POWER_TOL = 1e-5
+
+
+def unit_power(symbols: torch.Tensor) -> torch.Tensor:
+    """What the link sends: every row (user and image) of ``complex[..., S]`` at mean power 1.
+
+    Rows already at power 1 within :data:`UNIT_POWER_TOL` (an encoder that normalises, as deep
+    JSCC encoders do) pass unchanged, bit for bit, so normalising twice cannot perturb results;
+    every other row is scaled by :func:`power_normalise`. Differentiable."""
+    p = (symbols.real.square() + symbols.imag.square()).mean(dim=-1, keepdim=True)
+    off = (p - 1.0).abs() > UNIT_POWER_TOL
+    if not bool(off.any()):
+        return symbols
+    return torch.where(off, power_normalise(symbols), symbols)
+
+
 @dataclass
 class AnalogRx:
     """What the analog receiver gets.
@@ -78,6 +95,10 @@ class AnalogRx:
 class AnalogLink:
     """Power normalisation + channel + perfect-CSI equalisation for ``complex[N, U, S]`` symbols.
 
+    The link itself scales every user's symbols of every image to average power 1 per channel
+    use (:func:`unit_power`) before the channel, whatever the encoder produced, so that Es/N0
+    means what it says: symbols of mean power 4 sent at 0 dB arrive at 0 dB, not +6 dB.
+
     Args:
         device: torch device string (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
     """
@@ -90,7 +111,8 @@ class AnalogLink:
         """Differentiable pass through the channel (draws from Sionna's current generator state).
 
         Inputs:
-            symbols: ``complex64[N, U, S]`` on the link's device, already power-normalised.
+            symbols: ``complex64[N, U, S]`` on the link's device, any power (normalised here per
+                user and image to mean ``|x|^2 = 1``; differentiable).
             channel: a channel config.
             no: noise variance ``N0`` per complex symbol: a float, or ``float[N]`` (one SNR per image,
                 e.g. sampled during training).
@@ -99,7 +121,7 @@ class AnalogLink:
         if symbols.ndim != 3 or not symbols.is_complex():
             raise ValueError(f"analog symbols must be complex [N, users, S], got {symbols.dtype} {list(symbols.shape)}")
         n, u, s = symbols.shape
-        flat = symbols.reshape(n * u, s)
+        flat = unit_power(symbols).reshape(n * u, s)
         block_image = torch.arange(n, device=flat.device).repeat_interleave(u)
         no_rows = no
         if isinstance(no, torch.Tensor):

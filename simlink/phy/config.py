@@ -91,7 +91,7 @@ class CodeConfig(BaseModel):
 
 
 class LinkConfig(BaseModel):
-    """``link``: the bit-true digital link (segmentation + CRC + LDPC + QAM).
+    """``link``: the bit-true digital link (code-block segmentation + CRC + LDPC + QAM).
 
     Attributes:
         code: the LDPC code, see :class:`CodeConfig`.
@@ -106,7 +106,7 @@ class LinkConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    code: CodeConfig = CodeConfig()
+    code: CodeConfig = Field(default_factory=CodeConfig)  # a factory: no Sionna check at import
     modulation: int = 16
     crc: Literal["24A", "24B", "24C", "16", "11", "6"] | None = "24A"
     max_codewords_per_batch: int | None = Field(

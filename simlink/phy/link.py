@@ -2,7 +2,7 @@
 
 Transmitter (:meth:`DigitalLink.prepare`, deterministic, done once per set of streams)::
 
-    streams --segmentation--> blocks of k - crc_len bits --CRC--> k bits --LDPC5GEncoder--> n bits
+    streams --code-block segmentation--> blocks of k - crc_len bits --CRC--> k bits --LDPC5GEncoder--> n bits
             --Mapper (Gray QAM, unit energy)--> n / log2(M) complex symbols per codeword
 
 Receiver (:meth:`DigitalLink.transmit`, per channel / SNR / seed)::
@@ -27,7 +27,7 @@ import torch
 from simlink.phy.channels import ChannelConfig, ChannelSimulator, equalise
 from simlink.phy.config import LinkConfig
 from simlink.phy.ldpc import BPDecoder
-from simlink.phy.segmentation import (
+from simlink.phy.code_blocks import (
     BlockCRC,
     BlockLayout,
     blocks_to_bytes,
@@ -51,7 +51,7 @@ class TxFrame:
         num_bits: ``int64[N]`` payload bits per image (``8 * stream_lengths``).
         blocks_per_image: ``int64[N]`` codewords per image.
         channel_uses: ``int64[N]`` complex channel symbols per image (``blocks_per_image * S``).
-        layout: the segmentation layout (for reassembly).
+        layout: the code-block layout (for reassembly).
         tx_bytes: ``uint8[sum(stream_lengths)]`` all streams concatenated (for bit-error counting).
         config: the link configuration the frame was made with.
     """

@@ -38,7 +38,6 @@ every figure (by its place in the method registry; custom labels take the next f
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import matplotlib

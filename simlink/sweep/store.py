@@ -33,12 +33,17 @@ class ResultStore:
             made under another context (other dataset, link, seed or error policy) is never
             mixed with new rows: that raises unless ``overwrite``.
         overwrite: discard an existing table instead of resuming from it.
+        legacy_hashes: the same context's hashes under earlier hash versions
+            (:meth:`Scenario.legacy_context_hashes`); a folder recorded under one of them resumes,
+            and its manifest is rewritten with ``context_hash``.
     """
 
-    def __init__(self, out_dir: str | Path, context_hash: str, overwrite: bool = False):
+    def __init__(self, out_dir: str | Path, context_hash: str, overwrite: bool = False,
+                 legacy_hashes: list[str] | tuple[str, ...] = ()):
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.context_hash = context_hash
+        self.legacy_hashes = tuple(legacy_hashes)
         self._rows: dict[tuple, dict[str, Any]] = {}
         self._order: list[tuple] | None = None
         if not overwrite and self.table_path.exists():
@@ -57,17 +62,8 @@ class ResultStore:
         return self.out_dir / "manifest.json"
 
     def _resume(self) -> None:
-        old_hash = None
-        if self.manifest_path.exists():
-            try:
-                old_hash = json.loads(self.manifest_path.read_text()).get("context_hash")
-            except (OSError, ValueError):
-                old_hash = None
-        if old_hash != self.context_hash:
-            raise SimlinkError(
-                f"{self.out_dir}: holds results of a different scenario context (dataset, link, seed or "
-                f"error policy differ: {old_hash} != {self.context_hash}); choose another --out or pass --overwrite"
-            )
+        check_context(self.out_dir, self.context_hash, self.legacy_hashes,
+                      "choose another --out or pass --overwrite")
         df = pd.read_parquet(self.table_path)
         for row in df.to_dict("records"):
             self._rows[self.key_of(row)] = row
@@ -76,17 +72,28 @@ class ResultStore:
     def key_of(row: dict) -> tuple:
         return cell_key(row["method"], row["op"], row["channel"], row["snr_db"], row["repeat"])
 
-    def done(self, method_hashes: dict[str, str] | None = None) -> set[tuple]:
+    def done(self, method_hashes: dict[str, set[str] | str] | None = None,
+             relabel: dict[str, str] | None = None) -> set[tuple]:
         """Keys of the cells already in the table.
 
-        With ``method_hashes`` (method label -> hash of its settings), a row computed with other
-        settings of its method (column ``method_hash``) does not count as done, so changing, e.g.,
-        a learned method's training settings recomputes its cells instead of mixing models.
+        With ``method_hashes`` (method label -> the hash, or set of accepted hashes, of its
+        settings), a row computed with other settings of its method (column ``method_hash``) does
+        not count as done, so changing, e.g., a learned method's training settings recomputes its
+        cells instead of mixing models. ``relabel`` (method label -> current hash) rewrites the
+        ``method_hash`` of accepted rows that carry an older version of it.
         """
         if method_hashes is None:
             return set(self._rows)
-        return {k for k, row in self._rows.items()
-                if row.get("method_hash") in (None, method_hashes.get(row["method"]))}
+        out = set()
+        for k, row in self._rows.items():
+            ok = method_hashes.get(row["method"], set())
+            ok = {ok} if isinstance(ok, str) else set(ok)
+            h = row.get("method_hash")
+            if h is None or (isinstance(h, float) and h != h) or h in ok:
+                out.add(k)
+                if relabel and h is not None and h == h and row["method"] in relabel:
+                    row["method_hash"] = relabel[row["method"]]
+        return out
 
     def set_order(self, keys: list[tuple]) -> None:
         """Table row order (the grid's order); rows not in it go last, in insertion order."""
@@ -126,3 +133,20 @@ class ResultStore:
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         manifest = {**manifest, "context_hash": self.context_hash}
         atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True, default=str))
+
+
+def check_context(out_dir: Path, context_hash: str, legacy_hashes: tuple[str, ...] | list[str] = (),
+                  advice: str = "choose another --out or pass --overwrite") -> None:
+    """Raise :class:`SimlinkError` unless ``out_dir/manifest.json`` records ``context_hash`` (or
+    one of ``legacy_hashes``, the same context under an earlier hash version)."""
+    manifest = Path(out_dir) / "manifest.json"
+    old_hash = None
+    if manifest.exists():
+        try:
+            old_hash = json.loads(manifest.read_text()).get("context_hash")
+        except (OSError, ValueError):
+            old_hash = None
+    if old_hash != context_hash and old_hash not in legacy_hashes:
+        raise SimlinkError(
+            f"{out_dir}: holds results of a different scenario context (dataset, link, seed, error "
+            f"policy or task differ: {old_hash} != {context_hash}); {advice}")

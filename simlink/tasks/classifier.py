@@ -6,6 +6,8 @@ Images go in as ``uint8[N, H, W, 3]`` RGB numpy arrays; the wrapper converts the
 
 >>> model = train_classifier(small_cnn(num_classes=9), train_set, epochs=3)
 >>> model.accuracy(test_set.images, test_set.labels)
+
+Training runs the shared loop of :mod:`simlink.learned.trainer` with a :class:`ClassifierStep`.
 """
 
 from __future__ import annotations
@@ -20,35 +22,38 @@ import torch.nn.functional as F
 
 from simlink.data.base import ImageSet
 from simlink.errors import SimlinkError
+from simlink.learned.settings import OptimSettings
+from simlink.learned.trainer import Batch, TrainingStep, TrainResult, train_resumable
+from simlink.registry import Registry
 
 __all__ = [
     "ARCHITECTURES",
+    "ClassifierStep",
     "Normalize",
     "TaskModel",
     "build_architecture",
+    "fit_classifier",
     "register_architecture",
     "small_cnn",
     "train_classifier",
 ]
 
 #: name -> builder(**kwargs) -> nn.Module; used by :meth:`TaskModel.load` to rebuild a model.
-ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {}
+#: Registering a name twice raises :class:`~simlink.registry.DuplicateName`; the built-in
+#: architectures of other modules (``resnet20``) register on first look-up or registration
+#: (``simlink.tasks.resnet_cifar`` imports only names defined above ``small_cnn_net`` from here).
+ARCHITECTURES: Registry[Callable[..., nn.Module]] = Registry(
+    "task architecture", builtins=("simlink.tasks.resnet_cifar",))
 
 
 def register_architecture(name: str):
-    """Decorator registering an ``nn.Module`` builder under ``name``."""
-
-    def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        ARCHITECTURES[name] = fn
-        return fn
-
-    return deco
+    """Decorator registering an ``nn.Module`` builder under ``name`` in :data:`ARCHITECTURES`
+    (a name already taken raises :class:`~simlink.registry.DuplicateName`)."""
+    return ARCHITECTURES.register(name)
 
 
 def build_architecture(arch: str, **kwargs) -> nn.Module:
     """Build the registered architecture ``arch`` with ``kwargs`` (fresh random weights)."""
-    import simlink.tasks  # noqa: F401  (registers every architecture)
-
     if arch not in ARCHITECTURES:
         raise SimlinkError(f"unknown task architecture {arch!r}; known: {sorted(ARCHITECTURES)}")
     return ARCHITECTURES[arch](**kwargs)
@@ -231,16 +236,112 @@ def small_cnn(num_classes: int, width: int = 32, classes: Sequence[str] | None =
 
 
 # ---------------------------------------------------------------------- training
-def _augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Random horizontal flip and random ``pad``-pixel shift crop (zero padding) of
-    ``float[N, 3, H, W]``; randomness from ``gen`` only."""
-    n, _, h, w = x.shape
-    flip = torch.rand(n, generator=gen) < 0.5
-    x = torch.where(flip.view(-1, 1, 1, 1).to(x.device), x.flip(3), x)
+def shift_crop(x: torch.Tensor, pad: int = 4) -> torch.Tensor:
+    """Random ``pad``-pixel shift crop (zero padding) of ``float[N, C, H, W]``, one shift per
+    image drawn from torch's global CPU RNG (which :func:`train_resumable` seeds per step)."""
+    n, c, h, w = x.shape
+    dy = torch.randint(0, 2 * pad + 1, (n,)).to(x.device)
+    dx = torch.randint(0, 2 * pad + 1, (n,)).to(x.device)
     padded = F.pad(x, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen).tolist()
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen).tolist()
-    return torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # [N, 1, H, 1]
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # [N, 1, 1, W]
+    samples = torch.arange(n, device=x.device)[:, None, None, None]  # [N, 1, 1, 1]
+    channels = torch.arange(c, device=x.device)[None, :, None, None]  # [1, C, 1, 1]
+    return padded[samples, channels, rows, cols]
+
+
+class ClassifierStep(TrainingStep):
+    """Cross-entropy training of a classifier with Adam (no clipping, no schedule).
+
+    Args:
+        net: input ``float32[B, 3, H, W]`` in [0, 1], output logits ``float32[B, classes]``
+            (checkpointed as ``"net"``; every parameter is trained).
+        lr: Adam learning rate.
+        shift: random ``shift``-pixel shift crops (0: none); flips come from the loop's
+            ``augment_flip``.
+
+    :meth:`step` returns ``loss`` (cross-entropy) and ``accuracy`` (of the batch, before the update).
+    """
+
+    def __init__(self, net: nn.Module, lr: float = 1e-3, shift: int = 4) -> None:
+        self.net = net
+        self.lr = lr
+        self.shift = shift
+        self._opt: torch.optim.Optimizer | None = None
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"net": self.net}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        if self._opt is None:
+            self._opt = torch.optim.Adam(self.net.parameters(), lr=self.lr)
+        return {"adam": self._opt}
+
+    def step(self, batch: Batch) -> dict[str, float]:
+        if batch.labels is None:
+            raise SimlinkError("classifier training needs class labels")
+        x = shift_crop(batch.images, self.shift) if self.shift > 0 else batch.images
+        logits = self.net(x)
+        loss = F.cross_entropy(logits, batch.labels)
+        self.optimise(loss, "adam")
+        accuracy = (logits.detach().argmax(1) == batch.labels).float().mean()
+        return {"loss": float(loss.detach()), "accuracy": float(accuracy)}
+
+
+def check_labels(model: TaskModel, train: ImageSet, who: str = "classifier training") -> None:
+    """Raise :class:`SimlinkError` when ``train`` has no labels or labels outside
+    ``0 .. model.num_classes - 1``."""
+    if train.labels is None:
+        raise SimlinkError(f"{who}: training set {train.name!r}/{train.split!r} has no labels")
+    labels = np.asarray(train.labels, dtype=np.int64)
+    if len(labels) and (labels.min() < 0 or labels.max() >= model.num_classes):
+        raise SimlinkError(f"{who}: labels span {int(labels.min())}..{int(labels.max())} but model has "
+                           f"{model.num_classes} classes")
+
+
+def fit_classifier(
+    model: TaskModel,
+    train: ImageSet,
+    settings: OptimSettings,
+    *,
+    seed: int = 0,
+    device: str = "cpu",
+    augment: bool = True,
+    cache=None,
+    log: Callable[[str], None] | None = None,
+    checkpoint_every_s: float = 60.0,
+) -> TrainResult:
+    """Train ``model`` in place through :func:`~simlink.learned.trainer.train_resumable` with a
+    :class:`ClassifierStep` (``settings.epochs``, ``batch_size``, ``lr``); the caller's global
+    torch RNG state is left as it was.
+
+    Args:
+        model: a :class:`TaskModel`; every parameter is made trainable.
+        train: labelled images (``uint8[N, H, W, 3]``, ``int64[N]`` labels < ``num_classes``).
+        settings: optimiser settings.
+        seed, device: as for :func:`train_resumable`.
+        augment: random horizontal flips and 4-pixel shift crops.
+        cache: a :class:`~simlink.learned.cache.ModelCache` to checkpoint into and resume from
+            (``None``: in memory).
+        log, checkpoint_every_s: passed on.
+
+    Returns: the :class:`TrainResult`; ``model.net`` is in eval mode.
+    """
+    check_labels(model, train)
+    if not model.classes and train.classes:
+        model.classes = list(train.classes)
+    net = model.net
+    for p in net.parameters():
+        p.requires_grad_(True)
+    step = ClassifierStep(net, lr=settings.lr, shift=4 if augment else 0)
+    dev = torch.device(device)
+    cuda = [dev] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        result = train_resumable(step, train, settings, cache, seed=seed, device=device, augment_flip=augment,
+                                 checkpoint_every_s=checkpoint_every_s, log=log, describe=f"classifier {model.arch}")
+    model.meta.update({"trained_on": f"{train.name}/{train.split}", "n_train": len(train), "epochs": settings.epochs,
+                       "lr": settings.lr, "batch_size": settings.batch_size, "seed": seed, "augment": augment})
+    return result
 
 
 def train_classifier(
@@ -255,48 +356,24 @@ def train_classifier(
 ) -> TaskModel:
     """Train ``model`` in place with Adam and cross-entropy; returns it in eval mode.
 
+    Runs the shared training loop (:func:`~simlink.learned.trainer.train_resumable`, in memory):
+    ``len(train) // batch_size`` steps per epoch, batch order and per-step randomness seeded
+    from ``seed``.
+
     Args:
         model: a :class:`TaskModel` (e.g. from :func:`small_cnn`).
         train: labelled images (``uint8[N, H, W, 3]``, ``int64[N]`` labels < ``num_classes``).
         epochs: passes over ``train``.
         lr: Adam learning rate.
-        batch_size: images per step.
+        batch_size: images per step (at least 2: BatchNorm).
         seed: seeds shuffling and augmentation (and dropout, if any); same seed, same
             initial weights and device -> same result.
         device: torch device string.
         augment: random horizontal flip and 4-pixel shift crops.
+
+    Raises:
+        SimlinkError: ``train`` has no labels, or labels outside the model's classes.
     """
-    if train.labels is None:
-        raise SimlinkError(f"training set {train.name!r}/{train.split!r} has no labels")
-    labels = torch.as_tensor(np.asarray(train.labels, dtype=np.int64))
-    if len(labels) and (labels.min() < 0 or labels.max() >= model.num_classes):
-        raise SimlinkError(f"labels span {int(labels.min())}..{int(labels.max())} but model has "
-                           f"{model.num_classes} classes")
-    if not model.classes and train.classes:
-        model.classes = list(train.classes)
-    gen = torch.Generator().manual_seed(seed)
-    x_all = images_to_tensor(train.images, "cpu")
-    net = model.net.to(device)
-    for p in net.parameters():
-        p.requires_grad_(True)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net.train()
-        for _ in range(epochs):
-            order = torch.randperm(len(labels), generator=gen)
-            for i in range(0, len(order), batch_size):
-                idx = order[i : i + batch_size]
-                if len(idx) < 2:  # BatchNorm cannot train on a single image
-                    continue
-                x = x_all[idx]
-                if augment:
-                    x = _augment(x, gen)
-                loss = F.cross_entropy(net(x.to(device)), labels[idx].to(device))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-    net.eval()
-    model.meta.update({"trained_on": f"{train.name}/{train.split}", "n_train": len(labels), "epochs": epochs,
-                       "lr": lr, "batch_size": batch_size, "seed": seed, "augment": augment})
+    settings = OptimSettings(epochs=epochs, batch_size=batch_size, lr=lr, grad_clip=None)
+    fit_classifier(model, train, settings, seed=seed, device=device, augment=augment)
     return model

@@ -1,19 +1,29 @@
 """The receiver's task model named by a scenario: a pretrained record, a saved TaskModel file,
-or an architecture trained on the scenario's training split (cached)."""
+or an architecture trained on the scenario's training split (cached, resumable)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from simlink.errors import SimlinkError
-from simlink.tasks.classifier import TaskModel, small_cnn, train_classifier
-from simlink.tasks.resnet_cifar import load_resnet20_cifar10
+from simlink.registry import Registry
 
-#: Pretrained task models by name: ``loader(weights_path_or_None) -> TaskModel``.
-PRETRAINED: dict[str, Callable[[str | None], TaskModel]] = {
-    "resnet20_cifar10": load_resnet20_cifar10,
-}
+if TYPE_CHECKING:
+    from simlink.tasks.classifier import TaskModel
+
+# simlink.tasks.classifier is imported inside the functions: resnet_cifar imports this module
+# (for PRETRAINED) while classifier.py may still be loading its built-in architectures.
+
+#: Pretrained task models by name: ``loader(weights_path_or_None) -> TaskModel``, registered with
+#: ``@PRETRAINED.register(name)`` (a name taken twice raises); the built-in ones
+#: (``resnet20_cifar10``) register on first look-up.
+PRETRAINED: Registry[Callable[[str | None], TaskModel]] = Registry(
+    "pretrained task model", builtins=("simlink.tasks.resnet_cifar",))
+
+#: Version of the task-training loop in the cache key: 2 = the shared resumable loop
+#: (models cached by the earlier loop are not reused; they were trained differently).
+TASK_LOOP_VERSION = 2
 
 
 def load_task_model(model: str, weights: str | None = None, train=None, ctx=None) -> TaskModel:
@@ -30,6 +40,8 @@ def load_task_model(model: str, weights: str | None = None, train=None, ctx=None
     Raises:
         SimlinkError: unknown name and no such file, or the weights cannot be found / verified.
     """
+    from simlink.tasks.classifier import TaskModel
+
     if train is not None:
         if ctx is None:
             raise SimlinkError("training a task model needs a TrainingContext")
@@ -43,30 +55,43 @@ def load_task_model(model: str, weights: str | None = None, train=None, ctx=None
     )
 
 
-def train_task_model(arch: str, train, ctx) -> TaskModel:
+def train_task_model(arch: str, train, ctx, checkpoint_every_s: float = 60.0) -> TaskModel:
     """Train ``arch`` (``small_cnn``) on ``ctx``'s training split, or load it from the model cache.
 
     The cache key hashes the architecture, the training settings, the training images and
-    labels, and the seed; the model is saved with :meth:`TaskModel.save` (atomically).
+    labels, the seed and the loop version. Training runs the shared resumable loop: it checkpoints
+    into the cache folder (every ``checkpoint_every_s`` seconds, each epoch end, on Ctrl-C /
+    SIGTERM) and a killed training resumes from there. The finished model is saved with
+    :meth:`TaskModel.save` (atomically) plus ``info.json`` (key, meta, per-epoch history).
+
+    Raises:
+        SimlinkError: ``arch`` cannot be trained, or the split has no / out-of-range labels.
     """
     from simlink.atomic import atomic_write_json
-    from simlink.learned.cache import CODE_VERSION, ModelCache, fingerprint
+    from simlink.hashing import stable_hash
+    from simlink.learned.cache import CODE_VERSION, ModelCache
+    from simlink.learned.settings import OptimSettings
+    from simlink.tasks.classifier import TaskModel, fit_classifier, small_cnn
 
     if arch != "small_cnn":
         raise SimlinkError(f"task.model: {arch!r} cannot be trained; use small_cnn")
     key = {"arch": arch, "train": train.model_dump(), "data": ctx.data_identity(train.split, train.n_images),
-           "seed": ctx.seed, "code": CODE_VERSION}
-    cache = ModelCache("task", fingerprint(key), ctx.cache_root)
+           "seed": ctx.seed, "code": CODE_VERSION, "loop": TASK_LOOP_VERSION}
+    cache = ModelCache("task", stable_hash(key), ctx.cache_root)
     if cache.is_done():
         return TaskModel.load(cache.model_path)
     data = ctx.train_images(train.split, train.n_images)
     if data.labels is None:
         raise SimlinkError(f"task.train: {data.name}/{data.split} has no class labels")
     num_classes = max(len(data.classes or []), int(data.labels.max()) + 1)
-    ctx.log(f"task: training {arch} on {len(data)} {data.name}/{data.split} images, {train.epochs} epochs -> {cache.dir}")
+    ctx.log(f"task: training {arch} on {len(data)} {data.name}/{data.split} images, {train.epochs} epochs "
+            f"-> {cache.dir}")
     model = small_cnn(num_classes, width=train.width, classes=data.classes, seed=ctx.seed)
-    train_classifier(model, data, epochs=train.epochs, lr=train.lr, batch_size=train.batch_size, seed=ctx.seed,
-                     device=str(ctx.device), augment=train.augment)
+    settings = OptimSettings(epochs=train.epochs, batch_size=train.batch_size, lr=train.lr, grad_clip=None)
+    result = fit_classifier(model, data, settings, seed=ctx.seed, device=str(ctx.device), augment=train.augment,
+                            cache=cache, log=ctx.log, checkpoint_every_s=checkpoint_every_s)
     model.save(cache.model_path)  # atomic
-    atomic_write_json({"key": key, "meta": model.meta}, cache.info_path)
+    atomic_write_json({"key": key, "meta": model.meta, "history": result.history, "wall_s": round(result.wall_s, 3),
+                       "resumed_from": result.resumed_from}, cache.info_path)
+    cache.checkpoint_path.unlink(missing_ok=True)
     return model

@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from simlink.tasks.classifier import Normalize, TaskModel, register_architecture
+from simlink.tasks.loading import PRETRAINED
 from simlink.tasks.weights import WeightsRecord, load_state_dict, resolve_weights
 
 __all__ = ["BasicBlock", "CIFAR10_CLASSES", "RESNET20_CIFAR10", "ResNetCifar", "load_resnet20_cifar10", "resnet20"]
@@ -103,6 +104,7 @@ def resnet20(num_classes: int = 10) -> ResNetCifar:
     return ResNetCifar((3, 3, 3), num_classes)
 
 
+@PRETRAINED.register("resnet20_cifar10")
 def load_resnet20_cifar10(path: str | os.PathLike | None = None) -> TaskModel:
     """Pretrained ResNet-20 on CIFAR-10 as a frozen :class:`TaskModel` (CPU).
 

@@ -7,7 +7,6 @@ finds the file on disk (nothing is downloaded) and verifies its checksum;
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +14,9 @@ from pathlib import Path
 import torch
 
 from simlink.errors import SimlinkError
+from simlink.hashing import file_digest
 
-__all__ = ["WeightsRecord", "resolve_weights", "sha256_file", "candidate_paths", "load_state_dict"]
+__all__ = ["WeightsRecord", "resolve_weights", "candidate_paths", "load_state_dict"]
 
 
 @dataclass(frozen=True)
@@ -47,15 +47,6 @@ class WeightsRecord:
     def is_prefix_hash(self) -> bool:
         """True when :attr:`sha256` is shorter than a full hash (prefix match only)."""
         return 0 < len(self.sha256) < 64
-
-
-def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
-    """Hex SHA-256 (64 lower-case digits) of the file at ``path``."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(chunk_size), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def candidate_paths(record: WeightsRecord, path: str | os.PathLike | None = None) -> list[Path]:
@@ -99,7 +90,7 @@ def resolve_weights(record: WeightsRecord, path: str | os.PathLike | None = None
             continue
         expected = record.sha256.lower()
         if expected:
-            actual = sha256_file(cand)
+            actual = file_digest(cand, "sha256")
             ok = actual.startswith(expected) if record.is_prefix_hash else actual == expected
             if not ok:
                 kind = "prefix " if record.is_prefix_hash else ""

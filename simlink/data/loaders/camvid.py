@@ -63,14 +63,15 @@ def list_pairs(image_dir: Path, annot_dir: Path) -> list[tuple[Path, Path]]:
 def load_camvid(split: str = "test", n_images: int | None = None, image_size: int | None = None,
                 root: str | Path | None = None, seed: int = 0, download: bool = False) -> ImageSet:
     """Load CamVid ``split``: ``uint8[n, 360, 480, 3]`` images and ``uint8[n, 360, 480]`` masks
-    (or ``image_size`` squares), ``ignore_index = 11``."""
+    (or ``image_size`` squares), ``ignore_index = 11``. Frames of other sizes mixed in without
+    ``image_size`` give a mixed-size :class:`ImageSet` (lists of per-image arrays)."""
     folder, layout = locate(NAME, split, root, layouts(split), downloadable=False, download=download)
     if layout.name == "packed npz":
         out = load_packed(folder / f"{split}.npz", name=NAME, split=split, n_images=n_images,
                           image_size=image_size, seed=seed, classes=CLASSES, ignore_index=IGNORE_INDEX,
                           meta={"root": str(folder)})
-        if out.masks is not None:
-            np.minimum(out.masks, IGNORE_INDEX, out=out.masks)
+        for m in ([] if out.masks is None else [out.masks] if out.uniform else out.masks):
+            np.minimum(m, IGNORE_INDEX, out=m)
         return out
     image_dir, annot_dir = (folder / f.rstrip("/") for f in layout.files)
     pairs = list_pairs(image_dir, annot_dir)
@@ -85,7 +86,7 @@ def load_camvid(split: str = "test", n_images: int | None = None, image_size: in
         img, mask = resize_crop(img, np.minimum(mask, IGNORE_INDEX), image_size)
         imgs.append(img)
         masks.append(mask)
-    images, masks_arr = stack(imgs, masks, f"{NAME}/{split}")
+    images, masks_arr = stack(imgs, masks, f"{NAME}/{split}", allow_mixed=True)
     return ImageSet(images=images, masks=masks_arr, classes=list(CLASSES), name=NAME, split=split,
                     ignore_index=IGNORE_INDEX,
                     meta={"root": str(folder), "layout": layout.name, "n_available": len(pairs), "seed": seed,

@@ -58,7 +58,8 @@ def list_pairs(folder: Path, split: str) -> list[tuple[Path, Path]]:
 
 def load_cityscapes(split: str = "val", n_images: int | None = None, image_size: int | None = None,
                     root: str | Path | None = None, seed: int = 0, download: bool = False) -> ImageSet:
-    """Load Cityscapes ``split``: ``uint8[n, 1024, 2048, 3]`` (or ``image_size``) and train-id masks."""
+    """Load Cityscapes ``split``: ``uint8[n, 1024, 2048, 3]`` (or ``image_size``) and train-id masks
+    (frames of other sizes mixed in without ``image_size`` give a mixed-size :class:`ImageSet`)."""
     folder, layout = locate(NAME, split, root, layouts(split), downloadable=False, download=download)
     pairs = list_pairs(folder, split)
     idx = select_indices(len(pairs), n_images, seed, f"{NAME}/{split}")
@@ -72,7 +73,7 @@ def load_cityscapes(split: str = "val", n_images: int | None = None, image_size:
         img, mask = resize_crop(img, mask, image_size)
         imgs.append(img)
         masks.append(mask)
-    images, masks_arr = stack(imgs, masks, f"{NAME}/{split}")
+    images, masks_arr = stack(imgs, masks, f"{NAME}/{split}", allow_mixed=True)
     return ImageSet(images=images, masks=masks_arr, classes=list(CLASSES), name=NAME, split=split,
                     ignore_index=IGNORE_INDEX,
                     meta={"root": str(folder), "layout": layout.name, "n_available": len(pairs), "seed": seed,

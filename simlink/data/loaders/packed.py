@@ -13,7 +13,9 @@ key            dtype / shape         meaning
 ``ignore_index`` ``int`` (0-d)       optional, void mask value
 =============  ====================  =================================================
 
-Only the images chosen by ``n_images`` are decoded.
+Only the images chosen by ``n_images`` are decoded. The encoded images may differ in size when the
+file has no ``masks``; with ``image_size=None`` they then load as a mixed-size ImageSet (a list of
+``uint8[H_i, W_i, 3]``).
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ def load_packed(path: Path, *, name: str, split: str, n_images: int | None, imag
         meta: extra provenance merged into ``ImageSet.meta``.
 
     Returns:
-        :class:`ImageSet` with ``uint8[n, H, W, 3]`` images and the file's labels / masks.
+        :class:`ImageSet` with ``uint8[n, H, W, 3]`` images and the file's labels / masks; images of
+        different sizes (only possible without ``image_size`` and without masks) come as a list of
+        ``uint8[H_i, W_i, 3]``.
 
     Raises:
         ValueError: malformed file (missing keys, inconsistent lengths, mask / image size mismatch).
@@ -87,7 +91,7 @@ def load_packed(path: Path, *, name: str, split: str, n_images: int | None, imag
         imgs.append(img)
         if msks is not None:
             msks.append(m)
-    images, masks_out = stack(imgs, msks, what)
+    images, masks_out = stack(imgs, msks, what, allow_mixed=True)
     return ImageSet(
         images=images,
         labels=None if labels is None else labels[idx],

@@ -4,7 +4,8 @@
   first ``n``).
 * :func:`resize_crop`: shorter side to ``size`` (bilinear for images, nearest for masks),
   then a centre crop to ``size x size``.
-* :func:`stack`: list of per-image arrays to one batch, with a clear error on mixed sizes.
+* :func:`stack`: list of per-image arrays to one batch; on mixed sizes either a clear error or
+  (``allow_mixed=True``, what the loaders use) the per-image lists of a mixed-size ImageSet.
 """
 
 from __future__ import annotations
@@ -98,17 +99,41 @@ def resize_crop_batch(images: np.ndarray, size: int | None) -> np.ndarray:
     return np.stack([resize_crop(np.ascontiguousarray(im), None, size)[0] for im in images])
 
 
-def stack(images: list[np.ndarray], masks: list[np.ndarray] | None, what: str):
+def stack(images: list[np.ndarray], masks: list[np.ndarray] | None, what: str, *, allow_mixed: bool = False):
     """Stack per-image arrays into ``uint8[N, H, W, 3]`` (and ``uint8[N, H, W]``).
 
+    Args:
+        images: ``uint8[H_i, W_i, 3]`` per image.
+        masks: ``uint8[H_i, W_i]`` per image (same sizes as ``images``), or ``None``.
+        what: dataset / split description for error messages.
+        allow_mixed: when the images do not all have one size, return them (and the masks) as
+            lists of ``uint8`` arrays -- the mixed-size form of :class:`~simlink.data.base.ImageSet`
+            -- instead of raising. Images of one size are stacked either way.
+
+    Returns:
+        ``(images, masks)``: ``uint8[N, H, W, 3]`` and ``uint8[N, H, W]`` (or ``None``) when all
+        images share one size; with ``allow_mixed`` and mixed sizes, ``list[uint8[H_i, W_i, 3]]`` and
+        ``list[uint8[H_i, W_i]]`` (or ``None``).
+
     Raises:
-        ValueError: no images, or the images do not all have one size (message names two sizes and suggests
+        ValueError: no images; a mask count or size that does not match the images; or (without
+            ``allow_mixed``) images that do not all have one size (message names two sizes and suggests
             setting ``image_size``).
     """
     if not images:
         raise ValueError(f"{what}: no images")
+    if masks is not None:
+        if len(masks) != len(images):
+            raise ValueError(f"{what}: {len(masks)} masks for {len(images)} images")
+        for i, (im, m) in enumerate(zip(images, masks)):
+            if m.shape != im.shape[:2]:
+                raise ValueError(f"{what}: mask {i} is {m.shape[1]}x{m.shape[0]} "
+                                 f"but its image is {im.shape[1]}x{im.shape[0]}")
     sizes = {im.shape for im in images}
     if len(sizes) > 1:
+        if allow_mixed:
+            return ([np.asarray(im, dtype=np.uint8) for im in images],
+                    None if masks is None else [np.asarray(m, dtype=np.uint8) for m in masks])
         a, b = sorted(sizes)[:2]
         raise ValueError(
             f"{what}: images have different sizes (e.g. {a[1]}x{a[0]} and {b[1]}x{b[0]}); "

@@ -1,4 +1,4 @@
-"""simlink.phy: segmentation round trip, full-link round trip at high SNR, CRC error detection."""
+"""simlink.phy: code-block segmentation round trip, full-link round trip at high SNR, CRC error detection."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from simlink.phy import AWGNChannel, CodeConfig, DigitalLink, LinkConfig
-from simlink.phy.segmentation import BlockCRC, blocks_to_streams, plan_layout, streams_to_blocks
+from simlink.phy.code_blocks import BlockCRC, blocks_to_streams, plan_layout, streams_to_blocks
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

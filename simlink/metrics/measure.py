@@ -1,0 +1,94 @@
+"""What is measured on every reconstruction: the image-quality metrics and the task's scores.
+
+:data:`IMAGE_METRICS` is the metric table (name -> per-image function); :class:`Measure` computes
+them for reconstructions of (a subset of) the sent images, plus the scores of the scenario's task
+kind (:mod:`simlink.tasks.kinds`): the frozen task model on the reconstruction, or a method's own
+head when its reception carries the kind's output (``class_logits`` ...).
+
+Images of mixed sizes: a call measures reconstructions of one shape (the sweep groups images by
+shape); the originals are looked up per index.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simlink.metrics.image import ms_ssim, psnr, ssim
+
+#: Per-image quality metrics, ``f(originals uint8[N, H, W, 3], reconstructions) -> float[N]``.
+IMAGE_METRICS = {"psnr": psnr, "ssim": ssim, "ms_ssim": ms_ssim}
+
+
+def image_metrics(originals: np.ndarray, recon: np.ndarray) -> dict[str, np.ndarray]:
+    """Every metric of :data:`IMAGE_METRICS`, per image: ``{name: float64[N]}``."""
+    return {name: np.asarray(f(originals, recon), dtype=np.float64) for name, f in IMAGE_METRICS.items()}
+
+
+class Measure:
+    """Per-image metrics of reconstructions of the sent images.
+
+    Args:
+        data: the sent images: an :class:`~simlink.data.base.ImageSet` (any sizes), or a
+            ``uint8[N, H, W, 3]`` array (then ``labels`` gives the class labels, if any).
+        labels: ``int64[N]`` class labels when ``data`` is an array.
+        task: the frozen task model (e.g. :class:`simlink.tasks.TaskModel`) run on every
+            reconstruction, or ``None``.
+        kind: the task kind's name (``task.kind``; default ``classification``).
+        device: torch device for the task model.
+
+    Calling ``measure(recon, idx, outputs)`` with ``recon uint8[len(idx), H, W, 3]``
+    reconstructions of the images at ``idx`` (all images if ``None``) and the reception's named
+    ``outputs`` (sliced to ``idx``) returns ``{name: float64[len(idx)]}``: every image metric, and
+    the task kind's columns — from a head output if present (then the task model's score on
+    the reconstruction is ``recon_<column>``), else from the task model.
+
+    Raises:
+        SimlinkError: a task model (or a head) needs targets the data does not carry.
+    """
+
+    def __init__(self, data, labels: np.ndarray | None = None, task=None, kind: str = "classification",
+                 device: str = "cpu"):
+        from simlink.data.base import ImageSet
+        from simlink.tasks.kinds import TASK_KINDS
+
+        if not isinstance(data, ImageSet):
+            data = ImageSet(images=np.asarray(data), labels=labels)
+        self.data, self.task, self.device = data, task, device
+        self.kind = TASK_KINDS[kind]()
+        self._targets = self.kind.targets(data) if task is not None else None
+
+    @property
+    def originals(self) -> np.ndarray:
+        """``uint8[N, H, W, 3]`` the sent images (a set of one size only)."""
+        return self.data.images
+
+    def originals_at(self, idx: np.ndarray | None) -> np.ndarray:
+        """``uint8[len(idx), H, W, 3]``: the sent images at ``idx`` (all of one shape)."""
+        if idx is None:
+            return self.data.images
+        idx = np.asarray(idx, dtype=np.int64)
+        if isinstance(self.data.images, np.ndarray):
+            return self.data.images[idx]
+        return np.stack([self.data.images[i] for i in idx]) if len(idx) else np.zeros((0, 1, 1, 3), np.uint8)
+
+    def __call__(self, recon: np.ndarray, idx: np.ndarray | None = None,
+                 outputs: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        from simlink.tasks.kinds import TASK_KINDS, kind_for_output
+
+        out = image_metrics(self.originals_at(idx), recon)
+        outputs = outputs or {}
+        kind = self.kind
+        if kind.head_output not in outputs and self.task is None:
+            head_kind = kind_for_output(outputs)
+            if head_kind is None:
+                return out
+            kind = TASK_KINDS[head_kind.name]()
+        head = outputs.get(kind.head_output)
+        if head is None and self.task is None:
+            return out
+        targets = self._targets if kind.name == self.kind.name and self._targets is not None else \
+            kind.targets(self.data, who=f"the receiver's {kind.head_output}")
+        if idx is not None:
+            targets = kind.take(targets, np.asarray(idx, dtype=np.int64))
+        out.update(kind.measure(self.task, recon, targets, head, self.device))
+        return out
