@@ -65,26 +65,36 @@ class Registry(Generic[T]):
 
     def register(self, name: str | None = None) -> Callable[[T], T]:
         """Decorator: register the decorated object under ``name`` (default: its ``name``
-        attribute, else its ``__name__``)."""
+        attribute, which must then be a string)."""
 
         def deco(obj: T) -> T:
             key = name if name is not None else getattr(obj, "name", None)
             if not isinstance(key, str):
-                key = getattr(obj, "__name__", None)
+                raise ValueError(f"registering {obj!r} as a {self.what}: give a name (register('...')) "
+                                 "or a string 'name' attribute")
             self.add(key, obj)
             return obj
 
         return deco
+
+    def unregister(self, name: str) -> T:
+        """Remove and return the entry ``name`` (for tests that register a temporary entry)."""
+        self._load()
+        return self._entries.pop(name)
 
     # ---- lookup ----------------------------------------------------------------------------
     def _load(self) -> None:
         if self._loaded or self._loading:
             return
         self._loading = True
+        before = dict(self._entries)
         try:
             for module in self._builtins:
                 importlib.import_module(module)
             self._loaded = True
+        except BaseException:
+            self._entries = before  # a half-imported module's entries would read as duplicates next time
+            raise
         finally:
             self._loading = False
 
@@ -97,11 +107,11 @@ class Registry(Generic[T]):
 
     def get(self, name: str, default: T | None = None) -> T | None:
         self._load()
-        return self._entries.get(name, default)
+        return self._entries.get(name, default) if isinstance(name, str) else default
 
     def __contains__(self, name: object) -> bool:
         self._load()
-        return name in self._entries
+        return isinstance(name, str) and name in self._entries
 
     def __iter__(self) -> Iterator[str]:
         self._load()

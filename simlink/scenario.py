@@ -24,7 +24,8 @@ from simlink.phy.channels import ChannelConfig
 from simlink.phy.config import LinkConfig
 from simlink.schema import Strict as _Strict
 from simlink.schema import format_errors, registered_name, registry_entry, settings_dump
-from simlink.tasks.kinds import TASK_KINDS
+from simlink.sweep.receiver import ERROR_POLICIES
+from simlink.tasks.kinds import DEFAULT_TASK_KIND, TASK_KINDS, TRAINABLE_ARCHITECTURES
 
 #: One ``methods:`` entry: its ``name`` picks the registered method, whose ``Config`` validates it.
 MethodEntry = registry_entry(METHODS, MethodConfig, model_of=lambda m: m.Config)
@@ -84,7 +85,7 @@ class TaskConfig(_Strict):
     results table. Learned methods with a task term (``tosc_sr``, ``rtd``) train against it.
     """
 
-    kind: registered_name(TASK_KINDS) = Field("classification", description="a task kind (simlink.tasks.kinds)")
+    kind: registered_name(TASK_KINDS) = Field(DEFAULT_TASK_KIND, description="a task kind (simlink.tasks.kinds)")
     model: str
     weights: str | None = None
     train: TaskTrainConfig | None = None
@@ -92,10 +93,9 @@ class TaskConfig(_Strict):
     @model_validator(mode="after")
     def _trainable(self) -> "TaskConfig":
         if self.train is not None:
-            trainable = ("small_cnn",)
-            if self.model not in trainable:
+            if self.model not in TRAINABLE_ARCHITECTURES:
                 raise ValueError(f"model: {self.model!r} cannot be trained from a scenario; with 'train:' use one of "
-                                 f"{', '.join(trainable)}")
+                                 f"{', '.join(TRAINABLE_ARCHITECTURES)}")
             if self.weights is not None:
                 raise ValueError("weights: not used with 'train:' (the trained model is cached)")
         return self
@@ -120,6 +120,8 @@ class Scenario(_Strict):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
+    plugins: list[str] = Field(default_factory=list, description="modules or .py files that register methods, "
+                               "channels, task kinds or datasets; imported before the rest is validated")
     seed: int = Field(0, ge=0, lt=2**63)
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     dataset: DatasetConfig = DatasetConfig()
@@ -128,8 +130,17 @@ class Scenario(_Strict):
     channels: list[ChannelConfig] = Field(min_length=1)
     snr_db: list[float] | SNRRange = Field(description="Es/N0 per complex channel use, dB")
     task: TaskConfig | None = None
-    error_policy: Literal["conceal", "decode_anyway"] = "conceal"
+    error_policy: Literal[ERROR_POLICIES] = "conceal"
     repeats: int = Field(1, ge=1, description="independent channel draws per (method, op, channel, SNR)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _import_plugins(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("plugins"), list):
+            for i, spec in enumerate(data["plugins"]):
+                if isinstance(spec, str):
+                    import_plugin(spec, f"plugins.{i}")
+        return data
 
     @field_validator("device")
     @classmethod
@@ -181,7 +192,10 @@ class Scenario(_Strict):
         differ from their defaults are hashed (:func:`~simlink.schema.settings_dump`), so a key
         added to the schema later, with a default, leaves the hash of every scenario that does not
         set it unchanged. Result folders written before this rule (hash version 1) are recognised
-        through :meth:`legacy_context_hashes`.
+        through :meth:`legacy_context_hashes`. The flip side: changing a *default* changes results
+        without changing the hash, so whoever changes a default of a hashed key must bump
+        ``"version"`` here (and keep the previous rule in :meth:`legacy_context_hashes` only if the
+        old results stay valid).
         """
         ctx = {
             "version": 2,
@@ -231,6 +245,37 @@ class Scenario(_Strict):
         d = self.model_dump(mode="json")
         d["snr_db"] = self.snr_values
         return d
+
+
+def import_plugin(spec: str, where: str = "plugins") -> None:
+    """Import a plugin: a module name (``my_pkg.methods``) or the path of a ``.py`` file (relative
+    to the current folder), whose import registers methods, channels, task kinds or datasets with
+    the registries' decorators. A module is imported once per process. Raises ``ValueError``
+    ``"<where>: cannot import ..."`` (the scenario loader turns it into a one-line error)."""
+    import importlib
+    import importlib.util
+    import sys
+
+    try:
+        if spec.endswith(".py"):
+            path = Path(spec).expanduser().resolve()
+            if not path.is_file():
+                raise FileNotFoundError(f"no such file {path}")
+            name = f"simlink_plugin_{path.stem}_{stable_hash(str(path), 8)}"
+            if name in sys.modules:
+                return
+            module_spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[name] = module
+            try:
+                module_spec.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[name]
+                raise
+        else:
+            importlib.import_module(spec)
+    except Exception as exc:  # noqa: BLE001 - any failure of user code is reported as the field's error
+        raise ValueError(f"{where}: cannot import {spec!r}: {type(exc).__name__}: {exc}") from None
 
 
 def _channel_label(c: Any) -> str:

@@ -57,7 +57,7 @@ def registry_entry(registry, base: type[BaseModel], model_of: Callable[[Any], ty
         if not isinstance(value, dict) or "name" not in value:
             raise NestedError([("", f"each {noun} needs a 'name'")])
         name = value["name"]
-        if name not in registry:
+        if not isinstance(name, str) or name not in registry:
             raise NestedError([("name", f"{name!r} is not one of {', '.join(registry.names())}")])
         try:
             return model_of(registry[name]).model_validate(value)

@@ -76,8 +76,8 @@ def test_round_trip_high_quality(name, im64):
     payload = m.encode(im64, op)
     assert isinstance(payload, DigitalPayload) and len(payload.streams) == len(im64)
     assert payload.meta["quality"] == [HIGH_QUALITY[name]] * len(im64)
-    _rec = m.decode(payload, op, im64.shape[1:])
-    out, ok = _rec.images, _rec.ok
+    rec = m.decode(payload, op, im64.shape[1:])
+    out, ok = rec.images, rec.ok
     assert out.dtype == np.uint8 and out.shape == im64.shape
     assert ok.dtype == bool and ok.all()
     for a, b in zip(im64, out):
@@ -90,8 +90,8 @@ def test_small_and_odd_sizes(name, shape):
     imgs = smooth_images(1, *shape, seed=3)
     m = make(name, quality=[HIGH_QUALITY[name]])
     (op,) = m.operating_points()
-    _rec = m.decode(m.encode(imgs, op), op, imgs.shape[1:])
-    out, ok = _rec.images, _rec.ok
+    rec = m.decode(m.encode(imgs, op), op, imgs.shape[1:])
+    out, ok = rec.images, rec.ok
     assert ok.all() and out.shape == imgs.shape
     assert psnr_np(imgs[0], out[0]) > 25.0
 
@@ -135,8 +135,8 @@ def test_target_bpp_search(name, im32):
     assert low.meta["quality"] == [lo] * len(im32)
     assert low.meta["target_met"] == [False] * len(im32)
     assert low.streams == [mt._encode_one(x, lo) for x in im32]
-    _rec = mt.decode(low, ops[0], im32.shape[1:])
-    _, ok = _rec.images, _rec.ok
+    rec = mt.decode(low, ops[0], im32.shape[1:])
+    ok = rec.ok
     assert ok.all()
 
 
@@ -146,10 +146,10 @@ def test_deterministic(name, im32):
     (op,) = m.operating_points()
     p1, p2 = m.encode(im32, op), m.encode(im32, op)
     assert p1.streams == p2.streams
-    _rec = m.decode(p1, op, im32.shape[1:])
-    d1, ok1 = _rec.images, _rec.ok
-    _rec = m.decode(p2, op, im32.shape[1:])
-    d2, ok2 = _rec.images, _rec.ok
+    rec = m.decode(p1, op, im32.shape[1:])
+    d1, ok1 = rec.images, rec.ok
+    rec = m.decode(p2, op, im32.shape[1:])
+    d2, ok2 = rec.images, rec.ok
     assert ok1.all() and ok2.all()
     np.testing.assert_array_equal(d1, d2)
 
@@ -222,8 +222,8 @@ def test_fuzz_corrupted_streams_never_raise(name, im32):
     bad = [c for s in streams for c in _corruptions(s, rng, 40)]  # 120 cases per codec
     payload = DigitalPayload(streams=[streams[0], *bad, streams[1]])
     t0 = time.perf_counter()
-    _rec = m.decode(payload, m.operating_points()[0], im32.shape[1:])
-    out, ok = _rec.images, _rec.ok
+    rec = m.decode(payload, m.operating_points()[0], im32.shape[1:])
+    out, ok = rec.images, rec.ok
     elapsed = time.perf_counter() - t0
     assert out.shape == (len(payload.streams), 32, 32, 3) and out.dtype == np.uint8
     assert ok.dtype == bool and ok[0] and ok[-1]  # intact streams around the corrupt ones still decode
@@ -237,8 +237,8 @@ def test_wrong_expected_shape_is_not_ok(name, im32):
     m = make(name, quality=[50])
     (op,) = m.operating_points()
     payload = m.encode(im32[:1], op)
-    _rec = m.decode(payload, op, (32, 48, 3))
-    out, ok = _rec.images, _rec.ok
+    rec = m.decode(payload, op, (32, 48, 3))
+    out, ok = rec.images, rec.ok
     assert out.shape == (1, 32, 48, 3) and not ok.any()
 
 
@@ -251,8 +251,8 @@ def test_j2k_inflated_size_rejected_fast():
     assert classic.j2k_declared_size(bytes(s)) == (128, 128)
     struct.pack_into(">I", s, 8, 0x5F000080)  # Xsiz
     t0 = time.perf_counter()
-    _rec = m.decode(DigitalPayload([bytes(s)]), op, imgs.shape[1:])
-    _, ok = _rec.images, _rec.ok
+    rec = m.decode(DigitalPayload([bytes(s)]), op, imgs.shape[1:])
+    ok = rec.ok
     assert not ok[0] and time.perf_counter() - t0 < 0.5
 
 

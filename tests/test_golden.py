@@ -4,7 +4,7 @@
 
 * ``golden_streams.json`` — md5 of every bitstream of a seeded, *untrained* TOSC-SR network and
   of JPEG on the embedded synthetic images (trained weights differ across CPUs and GPUs, initial
-  weights do not);
+  weights do not); ``golden_decoded_psnr.json`` — the PSNR of what that network decodes from them;
 * ``golden_table.json`` — the per-cell PSNR, SSIM, BLER, lost_frac, bpp, cpp (and accuracy where
   a receiver head scores it) of ``golden_scenario.yaml``: classic codecs, an untrained learned
   codec and the untrained analog JSCC through the real link, compared with a tolerance.
@@ -82,7 +82,13 @@ def _tosc_sr_streams(images) -> dict[str, list[str]]:
         net.g_a[-1].bias.mul_(10.0)
         net.h_a[-1].weight.mul_(20.0)
     m.set_network(op, net, "cpu")
-    return {op.label: [hashlib.md5(s).hexdigest() for s in m.encode(images, op).streams]}
+    payload = m.encode(images, op)
+    rec = m.decode(payload, op, images.shape[1:])
+    assert rec.ok.all()
+    from simlink.metrics import psnr
+
+    return ({op.label: [hashlib.md5(s).hexdigest() for s in payload.streams]},
+            {op.label: [float(v) for v in psnr(images, rec.images)]})
 
 
 NETWORK = {"channels": 16, "latent_channels": 24, "mixtures": 3}
@@ -94,11 +100,14 @@ def test_bitstream_md5s(tmp_path):
     sc = load_scenario(SCENARIO)
     d = sc.dataset
     images = load_dataset(d.name, split=d.split, n_images=d.n_images, image_size=d.image_size, seed=sc.seed).images
-    actual = {"tosc_sr_network": _tosc_sr_streams(images),
-              "jpeg": _streams({"name": "jpeg", "quality": [25, 75]}, images, tmp_path)}
+    tosc_streams, tosc_psnr = _tosc_sr_streams(images)
+    actual = {"tosc_sr_network": tosc_streams, "jpeg": _streams({"name": "jpeg", "quality": [25, 75]}, images, tmp_path)}
     expected = _golden("golden_streams.json", actual)
     assert actual == expected
     assert len(set(actual["tosc_sr_network"]["λ=0.01"])) == len(images)  # the streams do depend on the image
+    # what the decoder makes of them (float32 synthesis: compared with a tolerance)
+    decoded = _golden("golden_decoded_psnr.json", {"tosc_sr_network": tosc_psnr})
+    np.testing.assert_allclose(tosc_psnr["λ=0.01"], decoded["tosc_sr_network"]["λ=0.01"], rtol=RTOL, atol=1e-4)
 
 
 def _same(a, b) -> bool:

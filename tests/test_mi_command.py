@@ -240,6 +240,17 @@ def test_rerun_replaces_columns_and_resume_keeps_them(swept):
     assert table[table.method == "jpeg"][MI_COLUMNS].isna().all().all()
     assert table[table.method == "rrd"].mi_xz_club.notna().all()
 
+    # rows of an earlier simlink carry the version-1 hash of the same settings: filled and relabelled
+    from simlink.methods import build_method
+    from simlink.sweep.runner import legacy_method_hash
+
+    jpeg = build_method(sc.methods[1])
+    table.loc[table.method == "jpeg", "method_hash"] = legacy_method_hash(jpeg)
+    table.to_parquet(out / "results.parquet", index=False)
+    assert merge_into_results(out, second, sc.context_hash()) == {"rows": 9, "filled": 9, "stale": 0}
+    table = pd.read_parquet(out / "results.parquet")
+    assert (table[table.method == "jpeg"].method_hash == second[second.method == "jpeg"].method_hash.iloc[0]).all()
+
 
 @pytest.mark.parametrize("args, message", [
     (["--hidden", "12,x"], "--hidden '12,x'"),

@@ -84,6 +84,7 @@ class ToyConfig(MethodConfig):
     levels: list[int] = Field([4, 16], min_length=1)
     n_train: int = 64
     epochs: int = 1
+    head: bool = False  # also classify: class logits from the segmentation of the non-background classes
 
 
 @register_method
@@ -148,7 +149,11 @@ class ToySeg(Method):
         x = torch.from_numpy(coarse).float().permute(0, 3, 1, 2)
         out = refine(F.interpolate(x, scale_factor=FACTOR, mode="nearest"))
         images = (out * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-        return Reception(images, ok, {"seg_logits": seg(out).numpy()})
+        seg_logits = seg(out).numpy()
+        outputs = {"seg_logits": seg_logits}
+        if self.config.head:
+            outputs["class_logits"] = seg_logits.mean(axis=(2, 3)) + np.eye(seg_logits.shape[1])[0] * -1e3
+        return Reception(images, ok, outputs)
 
 
 def _scenario(n_images: int = 6) -> dict:
@@ -183,7 +188,7 @@ def test_toy_method_sweeps_without_any_edit_outside_its_module(trained, tmp_path
     toy = df[df.method == "toy_seg"]
     assert sorted(toy.op) == ["L=16", "L=16", "L=4", "L=4"]
     hi, lo = toy[toy.snr_db == 20.0], toy[toy.snr_db == 0.0]
-    np.testing.assert_allclose(hi.psnr, hi.psnr_clean)  # error-free: the reconstruction the sweep reused
+    np.testing.assert_allclose(hi.psnr, hi.psnr_clean)  # error-free: the same as the clean reconstruction
     assert (lo.lost_frac == 1).all() and (hi.lost_frac == 0).all()
     assert hi[hi.op == "L=16"].psnr.iloc[0] > hi[hi.op == "L=4"].psnr.iloc[0]  # the rate knob works
     np.testing.assert_allclose(toy.bpp, [8 * (32 // 4) ** 2 * 3 / 32**2] * 4)  # one byte per coarse sample
@@ -196,7 +201,6 @@ def test_two_optimisers_trained_and_cached(trained):
     from simlink.learned.context import TrainingContext
 
     sc, m, root = trained
-    fresh_refine, fresh_seg = _Refiner(), None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(sc.seed)
         fresh_refine = _Refiner()
@@ -253,11 +257,90 @@ def test_the_readme_example_method_works(tmp_path):
     (code,) = re.findall(r"```python\n(.*?)```", section, re.S)
     namespace = {"np": np, "Method": Method, "MethodConfig": MethodConfig, "OperatingPoint": OperatingPoint,
                  "DigitalPayload": DigitalPayload, "Reception": Reception, "register_method": register_method}
+    from simlink.methods import METHODS
+
     exec(compile(code, "README.md", "exec"), namespace)
-    d = _scenario(4)
-    d["methods"] = [{"name": "blur", "factor": [2, 4]}]
-    d["snr_db"] = [25.0]
-    df = run_scenario(parse_scenario(d), tmp_path / "out", quiet=True, plots=False)
+    try:
+        d = _scenario(4)
+        d["methods"] = [{"name": "blur", "factor": [2, 4]}]
+        d["snr_db"] = [25.0]
+        df = run_scenario(parse_scenario(d), tmp_path / "out", quiet=True, plots=False)
+    finally:
+        METHODS.unregister("blur")
     assert df.op.tolist() == ["k=2", "k=4"] and (df.lost_frac == 0).all()
     np.testing.assert_allclose(df.bpp, [24 / 4, 24 / 16])  # 8 bits x 3 channels per kept sample
     assert df.psnr.iloc[0] > df.psnr.iloc[1] > 10
+
+
+PLUGIN = '''
+import numpy as np
+from simlink.methods import DigitalPayload, Method, MethodConfig, OperatingPoint, Reception, register_method
+
+
+@register_method
+class RawCopy(Method):
+    name, kind, description = "plugin_raw", "digital", "test plugin: raw pixels"
+    Config = MethodConfig
+
+    def operating_points(self):
+        return [OperatingPoint("raw")]
+
+    def encode(self, images, op, keys=None):
+        return DigitalPayload([im.tobytes() for im in images])
+
+    def decode(self, payload, op, shape, keys=None):
+        ok = np.array([len(s) == np.prod(shape) for s in payload.streams])
+        out = np.zeros((len(ok), *shape), np.uint8)
+        for i in np.flatnonzero(ok):
+            out[i] = np.frombuffer(payload.streams[i], np.uint8).reshape(shape)
+        return Reception(out, ok)
+'''
+
+
+def test_a_plugin_file_adds_a_method_to_the_command_line(tmp_path, monkeypatch):
+    """``plugins:`` imports a user's module before the scenario is validated, so ``simlink
+    validate`` / ``run`` know its methods with no edit to simlink."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from simlink.cli import app
+
+    (tmp_path / "my_methods.py").write_text(PLUGIN)
+    d = _scenario(4)
+    d["methods"] = [{"name": "plugin_raw"}]
+    d["snr_db"] = [30.0]
+    d["plugins"] = ["my_methods.py"]
+    monkeypatch.chdir(tmp_path)  # relative to the current folder
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(d))
+    runner = CliRunner()
+    r = runner.invoke(app, ["validate", "s.yaml"])
+    assert r.exit_code == 0 and "1 operating points" in r.output, r.output
+    r = runner.invoke(app, ["run", "s.yaml", "--out", "out", "--quiet", "--no-plots"])
+    assert r.exit_code == 0, r.output
+    import pandas as pd
+
+    row = pd.read_parquet(tmp_path / "out" / "results.parquet").iloc[0]
+    assert row.method == "plugin_raw" and row.bpp == 24.0 and row.psnr == 100.0  # lossless: capped PSNR
+    d["plugins"] = ["missing_methods.py"]
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(d))
+    r = runner.invoke(app, ["validate", "bad.yaml"])
+    assert r.exit_code == 2 and "plugins.0: cannot import 'missing_methods.py'" in " ".join(r.output.split())
+
+
+def test_a_head_on_a_digital_method_scores_lost_images_as_failures(trained, tmp_path):
+    """A digital receiver with a classification head (``class_logits``): its head gives
+    ``accuracy``; an image whose payload is lost gives the head nothing, so it scores 0."""
+    from simlink.scenario import parse_scenario
+    from simlink.sweep import run_scenario
+
+    _, _, root = trained
+    d = _scenario()
+    d["methods"] = [{"name": "toy_seg", "levels": [16], "head": True}]
+    d["snr_db"] = [0.0, 9.0, 20.0]
+    df = run_scenario(parse_scenario(d), tmp_path / "out", quiet=True, plots=False, cache_root=root)
+    assert {"accuracy", "accuracy_clean"} <= set(df.columns) and "recon_accuracy" not in df.columns  # no task
+    lo, hi = df[df.snr_db == 0.0].iloc[0], df[df.snr_db == 20.0].iloc[0]
+    assert lo.lost_frac == 1.0 and lo.accuracy == 0.0
+    assert hi.lost_frac == 0.0 and hi.accuracy == hi.accuracy_clean
+    mid = df[df.snr_db == 9.0].iloc[0]
+    assert mid.accuracy <= (1 - mid.lost_frac) + 1e-12  # lost images never count as right

@@ -179,3 +179,36 @@ def test_schema_imports_without_torch_or_sionna():
             "print(len(names), 'torch' in sys.modules, 'sionna' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert int(out[0]) >= 13 and out[1:] == ["False", "False"], out
+
+
+def test_registry_refuses_duplicates_and_lists_names(tmp_path, monkeypatch):
+    from simlink.registry import DuplicateName, Registry, UnknownName
+
+    calls = []
+    r = Registry("widget")
+    r.add("a", 1)
+
+    @r.register("b")
+    def b():
+        calls.append(1)
+
+    with pytest.raises(DuplicateName, match="widget 'a' registered twice"):
+        r.add("a", 2)
+    with pytest.raises(UnknownName, match="'c' is not one of a, b"):
+        r["c"]
+    assert r.names() == ["a", "b"] and "a" in r and ["x"] not in r and r.get(["x"]) is None
+    assert r.unregister("a") == 1 and r.names() == ["b"]
+    with pytest.raises(ValueError, match="give a name"):
+        r.register()(object())
+    # built-ins load on first use; a module that fails half-way leaves nothing registered, so the
+    # next look-up reports the module's own error again (not a duplicate name)
+    import sys
+
+    broken = Registry("thing", builtins=("simlink_test_half_broken",))
+    (tmp_path / "simlink_test_half_broken.py").write_text(
+        "import sys\nsys.modules['simlink_test_registry'].add('x', 1)\nraise RuntimeError('half-way')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(sys.modules, "simlink_test_registry", broken)
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match="half-way"):
+            broken.names()

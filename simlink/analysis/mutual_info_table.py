@@ -178,7 +178,7 @@ def compute_mutual_information(
     from simlink.tasks.kinds import Classification
     from simlink.sweep.prepare import fit_methods, training_context
     from simlink.sweep.provenance import resolve_device
-    from simlink.sweep.runner import method_hash
+    from simlink.sweep.runner import legacy_method_hash, method_hash
 
     log = log or (lambda s: None)
     hidden_t = parse_hidden(hidden)
@@ -199,6 +199,7 @@ def compute_mutual_information(
                         root=d.root, seed=scenario.seed, download=d.download)
     if n_images is not None:
         data = data.subset(slice(0, n_images))
+    data.require_uniform("simlink mi (the estimators see every image as one vector)")
     images, shape, n = data.images, data.image_shape, len(data)
     _check_sample_size(n, holdout, what)  # the loader may return fewer than asked
     labels = None if data.labels is None else np.asarray(data.labels, dtype=np.int64)
@@ -220,7 +221,9 @@ def compute_mutual_information(
         return (estimate_mi(a, b, method="club", **kw).bits, estimate_mi(a, b, method="mine", **kw).bits)
 
     rows = []
+    legacy = {}
     for name, m in methods:
+        legacy[method_hash(m)] = legacy_method_hash(m)
         for op in m.operating_points():
             log(f"simlink mi: {name} {op.label}")
             row = {"method": name, "op": op.label, "n_images": n, "z_dim": math.nan, "yhat_source": "none",
@@ -256,7 +259,9 @@ def compute_mutual_information(
                 row["yhat_accuracy"] = float(np.mean(pred == labels))
                 row["mi_yhat_y_plugin"] = plugin_mi_bits(confusion_matrix(pred, labels, c))
             rows.append(row)
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    df.attrs["legacy_method_hashes"] = legacy  # current hash -> the version-1 hash of the same settings
+    return df
 
 
 # ---------------------------------------------------------------------------------------------
@@ -306,6 +311,10 @@ def merge_into_results(out_dir: str | Path, mi: pd.DataFrame, context_hash: str 
     stale = np.zeros(len(merged), dtype=bool)
     if "_mi_method_hash" in merged.columns:
         if "method_hash" in merged.columns:
+            # rows of an earlier simlink carry the version-1 hash of the same settings: relabel them
+            for new, old in mi.attrs.get("legacy_method_hashes", {}).items():
+                same = (merged["_mi_method_hash"] == new) & (merged["method_hash"] == old)
+                merged.loc[same, "method_hash"] = new
             h_row, h_mi = merged["method_hash"], merged["_mi_method_hash"]
             stale = (h_mi.notna() & h_row.notna() & (h_row != h_mi)).to_numpy()
             merged.loc[stale, value_cols] = np.nan

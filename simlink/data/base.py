@@ -120,6 +120,18 @@ class ImageSet:
         """``True`` when every image has one shape, i.e. ``images`` is a ``uint8[N, H, W, 3]`` array."""
         return isinstance(self.images, np.ndarray)
 
+    def require_uniform(self, who: str, fix: str = "set dataset.image_size") -> "ImageSet":
+        """``self`` if all images share one size, else :class:`~simlink.errors.SimlinkError` naming
+        ``who`` (what needs one size) and ``fix``."""
+        if not self.uniform and len(self):
+            from simlink.errors import SimlinkError
+
+            sizes = sorted({f"{w}x{h}" for h, w, _ in self.shapes})
+            raise SimlinkError(f"{who}: {self.name or 'the data'}/{self.split or '?'} holds images of "
+                               f"{len(sizes)} sizes ({', '.join(sizes[:3])}{', ...' if len(sizes) > 3 else ''}) "
+                               f"but needs images of one size ({fix})")
+        return self
+
     @property
     def shapes(self) -> list[tuple[int, int, int]]:
         """``(H_i, W_i, 3)`` of each image, in order."""

@@ -49,10 +49,11 @@ class TrainingContext:
                                                root=d.root, seed=self.seed, download=d.download)
             except ValueError as exc:
                 raise SimlinkError(f"training data ({d.name}/{split}): {exc}") from exc
-            if getattr(self._sets[key], "uniform", True) is False and len(self._sets[key]):
+            try:
+                self._sets[key].require_uniform("training data")
+            except SimlinkError:
                 del self._sets[key]
-                raise SimlinkError(f"training data ({d.name}/{split}) holds images of several sizes; training needs "
-                                   "images of one size (set dataset.image_size)")
+                raise
         return self._sets[key]
 
     def frozen_task_net(self, who: str, split: str = "train", n_images: int | None = None):

@@ -245,9 +245,8 @@ def _training_arrays(data) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | 
     """``(images uint8[N, H, W, 3], labels int[N] | None, masks int[N, H, W] | None)`` of an
     :class:`~simlink.data.base.ImageSet`, an image array, or a tuple ``(images, labels[, masks])``."""
     if hasattr(data, "images"):
-        if getattr(data, "uniform", True) is False and len(data.images):
-            raise SimlinkError(f"training data {getattr(data, 'name', '')}/{getattr(data, 'split', '')}: "
-                               "training needs images of one size (set dataset.image_size)")
+        if hasattr(data, "require_uniform"):
+            data.require_uniform("training data")
         return data.images, getattr(data, "labels", None), getattr(data, "masks", None)
     if isinstance(data, (tuple, list)):
         if not 1 <= len(data) <= 3:

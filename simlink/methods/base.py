@@ -262,7 +262,10 @@ class Method(ABC):
                             "(simlink run / simlink train do this)")
 
     def cache_key(self) -> dict:
-        """What identifies this method's encodings (for caching): its validated config."""
+        """Every setting of this method (its validated config, all fields): what the version-1
+        method hash covered (:func:`simlink.sweep.runner.legacy_method_hash`). Today's
+        :func:`~simlink.sweep.runner.method_hash` hashes only the settings that differ from their
+        defaults."""
         return {"method": self.name, **self.config.model_dump()}
 
 

@@ -40,22 +40,46 @@ class Measure:
     reconstructions of the images at ``idx`` (all images if ``None``) and the reception's named
     ``outputs`` (sliced to ``idx``) returns ``{name: float64[len(idx)]}``: every image metric, and
     the task kind's columns — from a head output if present (then the task model's score on
-    the reconstruction is ``recon_<column>``), else from the task model.
+    the reconstruction is ``recon_<column>``), else from the task model. Without a task model, a
+    head output of any registered kind is scored by that kind. Outputs no registered kind scores
+    (e.g. ``seg_logits`` before the segmentation kind exists) are ignored. No images: ``{}``.
 
     Raises:
         SimlinkError: a task model (or a head) needs targets the data does not carry.
     """
 
-    def __init__(self, data, labels: np.ndarray | None = None, task=None, kind: str = "classification",
+    def __init__(self, data, labels: np.ndarray | None = None, task=None, kind: str | None = None,
                  device: str = "cpu"):
         from simlink.data.base import ImageSet
-        from simlink.tasks.kinds import TASK_KINDS
+        from simlink.tasks.kinds import DEFAULT_TASK_KIND, TASK_KINDS
+
+        kind = kind or DEFAULT_TASK_KIND
 
         if not isinstance(data, ImageSet):
             data = ImageSet(images=np.asarray(data), labels=labels)
         self.data, self.task, self.device = data, task, device
         self.kind = TASK_KINDS[kind]()
         self._targets = self.kind.targets(data) if task is not None else None
+
+    def concealed(self, base: dict[str, np.ndarray], outputs, n: int) -> dict[str, np.ndarray]:
+        """Metrics of concealed images for a method whose receptions carry the named ``outputs``.
+
+        ``base`` is this measure of the concealment image itself (no outputs: the task model's
+        scores). For each task kind whose head output the method has, the concealment image is
+        what the task model sees (``recon_<column>`` = the task model's score of it) while the
+        head gets nothing to run on: its columns score a lost image
+        (:meth:`~simlink.tasks.kinds.TaskKind.lost_scores`, a failure)."""
+        from simlink.tasks.kinds import TASK_KINDS
+
+        out = dict(base)
+        for kind_cls in TASK_KINDS.values():
+            if kind_cls.head_output and kind_cls.head_output in outputs:
+                kind = kind_cls()
+                for c in kind.columns:
+                    if c.startswith("recon_") and c[len("recon_"):] in base:
+                        out[c] = base[c[len("recon_"):]]
+                out.update(kind.lost_scores(kind.columns, n))
+        return out
 
     @property
     def originals(self) -> np.ndarray:
@@ -69,12 +93,16 @@ class Measure:
         idx = np.asarray(idx, dtype=np.int64)
         if isinstance(self.data.images, np.ndarray):
             return self.data.images[idx]
-        return np.stack([self.data.images[i] for i in idx]) if len(idx) else np.zeros((0, 1, 1, 3), np.uint8)
+        if not len(idx):
+            raise ValueError("no images to measure")
+        return np.stack([self.data.images[i] for i in idx])
 
     def __call__(self, recon: np.ndarray, idx: np.ndarray | None = None,
                  outputs: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         from simlink.tasks.kinds import TASK_KINDS, kind_for_output
 
+        if idx is not None and len(idx) == 0:
+            return {}
         out = image_metrics(self.originals_at(idx), recon)
         outputs = outputs or {}
         kind = self.kind

@@ -78,6 +78,7 @@ class SourceSide:
             channel), in image-set order.
         pixels: ``int64[N]`` pixels per image (the denominator of bpp and cpp).
         meta: the payloads' side information; per-image sequences are in image-set order.
+        outputs: names of the receiver outputs its receptions carry (``class_logits`` ...).
         tx: what the payload path prepared for transmission (digital: the link's ``TxFrame``).
     """
 
@@ -88,6 +89,7 @@ class SourceSide:
     clean: dict[str, np.ndarray]
     pixels: np.ndarray
     meta: dict = field(default_factory=dict)
+    outputs: frozenset = frozenset()
     tx: Any = None
 
     @property
@@ -108,15 +110,17 @@ def _gather_meta(groups: list[ShapeGroup], payloads: list[Payload], n: int) -> d
     if len(payloads) == 1:
         return dict(payloads[0].meta)
     out: dict = {}
-    for key in payloads[0].meta:
+    for key in dict.fromkeys(k for p in payloads for k in p.meta):
         vals = [p.meta.get(key) for p in payloads]
-        if all(isinstance(v, (list, tuple, np.ndarray)) and len(v) == len(g.index) for v, g in zip(vals, groups)):
-            merged = np.empty(n, dtype=object)
-            for v, g in zip(vals, groups):
-                merged[g.index] = list(v)
+        per_image = [isinstance(v, (list, tuple, np.ndarray)) and len(v) == len(g.index) for v, g in zip(vals, groups)]
+        if any(per_image):
+            merged = np.full(n, None, dtype=object)  # groups without the key: None per image
+            for v, g, ok in zip(vals, groups, per_image):
+                if ok:
+                    merged[g.index] = list(v)
             out[key] = merged.tolist()
         else:
-            out[key] = vals[0]
+            out[key] = next(v for v in vals if v is not None)
     return out
 
 
@@ -136,7 +140,7 @@ def encode_source(method: Method, op: OperatingPoint, data, base_seed: int, path
     """
     sw = stopwatch or (lambda stage: nullcontext())
     name = method.config.display_name
-    groups, payloads, clean = [], [], {}
+    groups, payloads, clean, outputs = [], [], {}, set()
     n = len(data)
     for index, subset in data.shape_groups():
         g = ShapeGroup(index, subset.images, ImageKeys.derive(index, base_seed, name, op.label))
@@ -144,16 +148,18 @@ def encode_source(method: Method, op: OperatingPoint, data, base_seed: int, path
             payload = method.encode(g.images, op, g.keys)
         path.check_payload(method, op, payload, len(index))
         with sw("decode"):
-            rec = method.decode(payload, op, g.shape, g.keys)
+            rec = method.decode(path.error_free(payload), op, g.shape, g.keys)
         path.check_clean(method, op, rec, index)
         with sw("metrics"):
             metrics = measure(rec.images, index, rec.outputs)
         for k, v in metrics.items():
             clean.setdefault(k, np.full(n, np.nan))[index] = v
+        outputs |= set(rec.outputs)
         groups.append(g)
         payloads.append(payload)
     pixels = np.asarray(data.pixels, dtype=np.int64)
-    src = SourceSide(method, op, groups, payloads, clean, pixels, _gather_meta(groups, payloads, n))
+    src = SourceSide(method, op, groups, payloads, clean, pixels, _gather_meta(groups, payloads, n),
+                     frozenset(outputs))
     with sw("link_prepare"):
         src.tx = path.prepare(src)
     return src
@@ -184,8 +190,9 @@ def decode_and_measure(src: SourceSide, measure, idx: np.ndarray,
         sel, p = idx[mask], pos[idx[mask]]
         rec = src.method.decode(payload_of(g, p), src.op, grp.shape, grp.keys.take(p))
         ok[mask] = rec.ok
-        good = rec.take(rec.ok)
-        parts.append((np.flatnonzero(mask)[rec.ok], measure(good.images, sel[rec.ok], good.outputs)))
+        if rec.ok.any():
+            good = rec.take(rec.ok)
+            parts.append((np.flatnonzero(mask)[rec.ok], measure(good.images, sel[rec.ok], good.outputs)))
     rank = np.cumsum(ok) - 1
     out: dict[str, np.ndarray] = {}
     for where, metrics in parts:
@@ -233,6 +240,10 @@ class PayloadPath(ABC):
 
     def check_clean(self, method: Method, op: OperatingPoint, rec: Reception, index: np.ndarray) -> None:
         """Raise :class:`SimlinkError` if the error-free payload did not decode."""
+
+    def error_free(self, payload: Payload) -> Payload:
+        """What an error-free (noiseless) link delivers for ``payload`` (the ``*_clean`` columns)."""
+        return payload
 
     @abstractmethod
     def prepare(self, src: SourceSide) -> Any:
@@ -298,7 +309,7 @@ class DigitalPath(PayloadPath):
                 [by_index[int(i)] for i in src.groups[g].index[pos]]))
 
         return apply_error_policy(self.scenario.error_policy, sent, rx.streams, rx.image_ok, src.clean,
-                                  _complete(conceal, src.clean), redecode)
+                                  _complete(conceal, src, measure), redecode)
 
     def row_fields(self, src, rx, outcome, snr_db):
         from simlink.phy.snr import ebno_db
@@ -324,11 +335,14 @@ class DigitalPath(PayloadPath):
         }
 
 
-def _complete(conceal: dict[str, np.ndarray], clean: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Concealment metrics for every clean column; a column the concealment image cannot have (a
-    head's score: a lost payload gives the head nothing to score) is NaN."""
-    n = len(next(iter(clean.values()))) if clean else 0
-    return {k: conceal.get(k, np.full(n, np.nan)) for k in clean}
+def _complete(conceal: dict[str, np.ndarray], src: SourceSide, measure) -> dict[str, np.ndarray]:
+    """Metrics of a concealed image for every column of ``src.clean``, for this method's receiver
+    (:meth:`~simlink.metrics.measure.Measure.concealed`: a head scores a lost image as a failure)."""
+    values = measure.concealed(conceal, src.outputs, src.num_images)
+    unknown = [k for k in src.clean if k not in values]
+    if unknown:
+        raise SimlinkError(f"{src.method.name} {src.op.label}: no value for concealed images in columns {unknown}")
+    return {k: values[k] for k in src.clean}
 
 
 @register_payload_kind
@@ -347,6 +361,12 @@ class AnalogPath(PayloadPath):
         syms = getattr(payload, "symbols", None)
         if not isinstance(payload, AnalogPayload) or syms is None or syms.ndim != 3 or len(syms) != n:
             raise SimlinkError(f"{method.name} {op.label}: encode must return complex symbols [N, users, S] for the N images")
+
+    def error_free(self, payload):
+        """The symbols the link sends (each user's power normalised), without noise."""
+        from simlink.phy.analog import unit_power
+
+        return AnalogPayload(unit_power(payload.symbols), payload.meta)
 
     def prepare(self, src):
         return None
@@ -371,7 +391,7 @@ class AnalogPath(PayloadPath):
         fresh, ok = decode_and_measure(src, measure, np.arange(n), received)
         concealed = ~ok
         metrics = {}
-        conc = _complete(conceal, src.clean)
+        conc = _complete(conceal, src, measure)
         for k in src.clean:
             metrics[k] = conc[k].copy()
             if k in fresh:

@@ -1,6 +1,6 @@
 """Run a scenario: encode once per (method, op), transmit many, write the tidy table.
 
-Order of work (see DESIGN.md, "Encode once, transmit many"):
+Order of work ("encode once, transmit many"):
 
 1. load the images; compute the concealment image's metrics once;
 2. load (or train) the task model, and train (or load from the model cache) every learned
@@ -137,7 +137,8 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 def method_hash(method: Method) -> str:
     """Hash of a method's settings that differ from their defaults (display label excluded), so a
-    method key added later with a default keeps every existing row's hash."""
+    method key added later with a default keeps every existing row's hash (changing a default
+    needs a new ``"version"``, as for :meth:`Scenario.context_hash`)."""
     return stable_hash({"version": 2, "method": method.name, **settings_dump(method.config, exclude={"label"})})
 
 
@@ -172,8 +173,8 @@ def summarise(scenario: Scenario, cell: Cell, src: SourceSide, path: PayloadPath
         row[f"{name}_clean"] = float(np.mean(values))
     row["lost_frac"], row["lost_frac_ci"] = rate_ci(int(outcome.lost.sum()), n)
     row["concealed_frac"] = float(outcome.concealed.mean())
-    met = src.meta.get("target_met")
-    row["target_met_frac"] = float(np.mean(met)) if met is not None else math.nan
+    met = [m for m in src.meta.get("target_met") or [] if m is not None]
+    row["target_met_frac"] = float(np.mean(met)) if met else math.nan
     row["n_images"] = n
     head = [c for c in COLUMNS if c in row]
     tail = [c for c in TAIL_COLUMNS if c in row]
@@ -229,12 +230,15 @@ def plan(scenario: Scenario, out_dir: str | Path, *, device: str | None, overwri
     methods = []
     for cfg in scenario.methods:
         m = build_method(cfg)
+        if m.kind not in PAYLOAD_KINDS:  # before any training
+            raise SimlinkError(f"method {cfg.display_name!r}: kind {m.kind!r} is not one of "
+                               f"{', '.join(PAYLOAD_KINDS.names())}")
         methods.append((cfg.display_name, m, m.operating_points()))
     cells = expand_grid(methods, scenario.channel_labels(), scenario.snr_values, scenario.repeats)
     store.set_order([c.key for c in cells])
     method_hashes = {name: method_hash(m) for name, m, _ in methods}
-    accepted = {name: {method_hashes[name], legacy_method_hash(m)} for name, m, _ in methods}
-    done = store.done(accepted, relabel=method_hashes)
+    store.relabel_method_hashes({name: legacy_method_hash(m) for name, m, _ in methods}, method_hashes)
+    done = store.done(method_hashes)
     todo = [c for c in cells if c.key not in done]
     stale = sum(c.key in store.done() and c.key not in done for c in cells)
     if stale:
@@ -286,8 +290,7 @@ def execute(p: Plan, *, log: Callable[[str], None], quiet: bool, sw: Stopwatch,
             "rerun the same command to resume") from None
     from simlink.metrics.measure import Measure
 
-    task_kind = sc.task.kind if sc.task is not None else "classification"
-    measure = Measure(p.data, task=ctx.task, kind=task_kind, device=p.device)
+    measure = Measure(p.data, task=ctx.task, kind=sc.task.kind if sc.task is not None else None, device=p.device)
     with sw("link_setup"):
         paths = {kind: PAYLOAD_KINDS[kind](sc, p.device) for kind in {m.kind for name, m, _ in p.methods if name in need}}
     with sw("metrics"):

@@ -72,28 +72,28 @@ class ResultStore:
     def key_of(row: dict) -> tuple:
         return cell_key(row["method"], row["op"], row["channel"], row["snr_db"], row["repeat"])
 
-    def done(self, method_hashes: dict[str, set[str] | str] | None = None,
-             relabel: dict[str, str] | None = None) -> set[tuple]:
+    def done(self, method_hashes: dict[str, str] | None = None) -> set[tuple]:
         """Keys of the cells already in the table.
 
-        With ``method_hashes`` (method label -> the hash, or set of accepted hashes, of its
-        settings), a row computed with other settings of its method (column ``method_hash``) does
-        not count as done, so changing, e.g., a learned method's training settings recomputes its
-        cells instead of mixing models. ``relabel`` (method label -> current hash) rewrites the
-        ``method_hash`` of accepted rows that carry an older version of it.
+        With ``method_hashes`` (method label -> hash of its settings), a row computed with other
+        settings of its method (column ``method_hash``) does not count as done, so changing, e.g.,
+        a learned method's training settings recomputes its cells instead of mixing models.
         """
         if method_hashes is None:
             return set(self._rows)
-        out = set()
-        for k, row in self._rows.items():
-            ok = method_hashes.get(row["method"], set())
-            ok = {ok} if isinstance(ok, str) else set(ok)
-            h = row.get("method_hash")
-            if h is None or (isinstance(h, float) and h != h) or h in ok:
-                out.add(k)
-                if relabel and h is not None and h == h and row["method"] in relabel:
-                    row["method_hash"] = relabel[row["method"]]
-        return out
+        return {k for k, row in self._rows.items()
+                if _missing(row.get("method_hash")) or row["method_hash"] == method_hashes.get(row["method"])}
+
+    def relabel_method_hashes(self, old: dict[str, str], new: dict[str, str]) -> int:
+        """Rows of method ``m`` carrying ``old[m]`` (the same settings under an earlier hash
+        version) get ``new[m]``; returns how many rows changed (written at the next flush)."""
+        changed = 0
+        for row in self._rows.values():
+            m = row["method"]
+            if m in old and m in new and row.get("method_hash") == old[m] and old[m] != new[m]:
+                row["method_hash"] = new[m]
+                changed += 1
+        return changed
 
     def set_order(self, keys: list[tuple]) -> None:
         """Table row order (the grid's order); rows not in it go last, in insertion order."""
@@ -133,6 +133,10 @@ class ResultStore:
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         manifest = {**manifest, "context_hash": self.context_hash}
         atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True, default=str))
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
 
 
 def check_context(out_dir: Path, context_hash: str, legacy_hashes: tuple[str, ...] | list[str] = (),

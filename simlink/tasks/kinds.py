@@ -27,6 +27,13 @@ from simlink.registry import Registry
 #: Every task kind by its scenario name (``task.kind``).
 TASK_KINDS: Registry[type["TaskKind"]] = Registry("task kind")
 
+#: ``task.kind`` when a scenario names none.
+DEFAULT_TASK_KIND = "classification"
+
+#: Task-model architectures a scenario may train (``task.train``), registered in
+#: :data:`simlink.tasks.classifier.ARCHITECTURES`.
+TRAINABLE_ARCHITECTURES = ("small_cnn",)
+
 
 class TaskKind:
     """One kind of receiver task.
@@ -80,6 +87,12 @@ class TaskKind:
             else:
                 out.update({f"recon_{k}": v for k, v in scores.items() if f"recon_{k}" in self.columns})
         return out
+
+    def lost_scores(self, columns, n: int) -> dict[str, np.ndarray]:
+        """``{column: float64[n]}`` of a receiver head's columns among ``columns`` for ``n`` images
+        whose payload was lost (the head has nothing to run on): a task failure, 0. ``recon_*``
+        columns (the task model on the concealment image) are not the head's and are left out."""
+        return {c: np.zeros(n) for c in columns if c in self.columns and not c.startswith("recon_")}
 
     def take(self, targets, idx):
         """The targets of the images at ``idx``."""

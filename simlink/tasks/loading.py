@@ -72,9 +72,10 @@ def train_task_model(arch: str, train, ctx, checkpoint_every_s: float = 60.0) ->
     from simlink.learned.cache import CODE_VERSION, ModelCache
     from simlink.learned.settings import OptimSettings
     from simlink.tasks.classifier import TaskModel, fit_classifier, small_cnn
+    from simlink.tasks.kinds import TRAINABLE_ARCHITECTURES
 
-    if arch != "small_cnn":
-        raise SimlinkError(f"task.model: {arch!r} cannot be trained; use small_cnn")
+    if arch not in TRAINABLE_ARCHITECTURES:
+        raise SimlinkError(f"task.model: {arch!r} cannot be trained; use one of {', '.join(TRAINABLE_ARCHITECTURES)}")
     key = {"arch": arch, "train": train.model_dump(), "data": ctx.data_identity(train.split, train.n_images),
            "seed": ctx.seed, "code": CODE_VERSION, "loop": TASK_LOOP_VERSION}
     cache = ModelCache("task", stable_hash(key), ctx.cache_root)
