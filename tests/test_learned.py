@@ -21,13 +21,6 @@ from simlink.learned import (
 )
 
 
-def _images(n=24, size=8, seed=0):
-    return random_images(n, size, seed)
-
-
-_net = small_conv
-
-
 def _noisy_mse(net, x, labels):
     # uses the global RNG, like additive quantisation noise does in a codec's loss
     x_in = x + 0.05 * torch.randn_like(x)
@@ -38,15 +31,15 @@ def _noisy_mse(net, x, labels):
 def test_fingerprints_are_stable_and_sensitive():
     assert stable_hash({"a": 1, "b": [1, 2]}) == stable_hash({"b": [1, 2], "a": 1})
     assert stable_hash({"a": 1}) != stable_hash({"a": 2})
-    imgs = _images()
+    imgs = random_images()
     fp = array_fingerprint(imgs, None)
     assert fp == array_fingerprint(imgs.copy(), None)
     changed = imgs.copy()
     changed[3, 2, 1, 0] ^= 1
     assert array_fingerprint(changed, None) != fp
     assert array_fingerprint(imgs, np.zeros(24, np.int64)) != fp
-    a, b = _net(0), _net(1)
-    assert module_fingerprint(a) == module_fingerprint(_net(0))
+    a, b = small_conv(0), small_conv(1)
+    assert module_fingerprint(a) == module_fingerprint(small_conv(0))
     assert module_fingerprint(a) != module_fingerprint(b)
 
 
@@ -61,8 +54,8 @@ def test_cache_root_order(tmp_path, monkeypatch):
 
 
 def test_training_lowers_the_loss_and_records_history(tmp_path):
-    net = _net()
-    imgs = _images(64)
+    net = small_conv()
+    imgs = random_images(64)
     settings = OptimSettings(epochs=4, batch_size=16, lr=1e-2)
     cache = ModelCache("test", "k1", tmp_path)
     res = train_resumable(LossStep(net, _noisy_mse, settings), imgs, settings, cache, seed=1)
@@ -77,13 +70,13 @@ def test_training_lowers_the_loss_and_records_history(tmp_path):
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["checkpoint", "legacy-checkpoint"])
 def test_interrupted_training_resumes_to_identical_weights(tmp_path, legacy):
-    imgs = _images(40)
+    imgs = random_images(40)
     settings = OptimSettings(epochs=3, batch_size=8, lr=5e-3)
 
-    ref = _net()
+    ref = small_conv()
     train_resumable(LossStep(ref, _noisy_mse, settings), imgs, settings, ModelCache("t", "ref", tmp_path), seed=5)
 
-    net = _net()
+    net = small_conv()
     cache = ModelCache("t", "int", tmp_path)
     with pytest.raises(KeyboardInterrupt):  # stops mid-epoch 2 (5 steps per epoch)
         train_resumable(LossStep(net, _noisy_mse, settings), imgs, settings, cache, seed=5, stop_after_steps=7)
@@ -93,7 +86,7 @@ def test_interrupted_training_resumes_to_identical_weights(tmp_path, legacy):
         (net_sd,), (opt_sd,), (sched_sd,) = ck.pop("modules").values(), ck.pop("optimizers").values(), \
             ck.pop("schedulers").values()
         torch.save({**ck, "net": net_sd, "opt": opt_sd, "sched": sched_sd}, cache.checkpoint_path)
-    fresh = _net(123)  # a new process would start from other weights: the checkpoint must win
+    fresh = small_conv(123)  # a new process would start from other weights: the checkpoint must win
     res = train_resumable(LossStep(fresh, _noisy_mse, settings), imgs, settings, cache, seed=5)
     assert res.resumed_from == (1, 2)
     for (k, a), (_, b) in zip(ref.state_dict().items(), fresh.state_dict().items()):
@@ -106,7 +99,7 @@ def test_nan_loss_is_a_clear_error(tmp_path):
 
     settings = OptimSettings(epochs=1, batch_size=4)
     with pytest.raises(SimlinkError, match="lower the learning rate"):
-        train_resumable(LossStep(_net(), bad, settings), _images(8), settings, ModelCache("t", "nan", tmp_path))
+        train_resumable(LossStep(small_conv(), bad, settings), random_images(8), settings, ModelCache("t", "nan", tmp_path))
 
 
 def test_learned_package_imports_without_torch():
@@ -141,4 +134,4 @@ def test_training_context_refuses_images_of_mixed_sizes(monkeypatch):
     with pytest.raises(SimlinkError, match=r"images of one size \(set dataset.image_size\)"):
         ctx.train_images("test")
     with pytest.raises(SimlinkError, match="images of one size"):  # the loop refuses them too
-        train_resumable(LossStep(_net(), _noisy_mse, OptimSettings()), mixed, OptimSettings(), None)
+        train_resumable(LossStep(small_conv(), _noisy_mse, OptimSettings()), mixed, OptimSettings(), None)

@@ -41,11 +41,9 @@ RESNET_WEIGHTS = SHARED / "weights" / RESNET20_CIFAR10.filename
 
 
 @pytest.fixture
-def isolated_home(tmp_path, monkeypatch):
-    """No weights anywhere: HOME, torch hub and $SIMLINK_WEIGHTS point into tmp_path."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
+def isolated_home(isolated_home, tmp_path, monkeypatch):
+    """conftest's fresh HOME, and no weights anywhere: torch hub and $SIMLINK_WEIGHTS point into tmp_path."""
+    home = isolated_home
     monkeypatch.delenv("TORCH_HOME", raising=False)
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.setenv("SIMLINK_WEIGHTS", str(tmp_path / "envweights"))

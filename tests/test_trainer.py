@@ -34,13 +34,6 @@ from simlink.learned import (
 from simlink.learned.trainer import _derived_seed
 
 
-def _images(n=40, size=8, seed=0):
-    return random_images(n, size, seed)
-
-
-_net = small_conv
-
-
 def _noisy_loss(net, x, labels):
     # global-RNG noise (like quantisation noise) and a label term: both must line up step by step
     out = net(x + 0.05 * torch.randn_like(x))
@@ -100,14 +93,14 @@ def _reference_loop(net, loss_fn, images, labels, settings, *, seed, device="cpu
 
 
 def test_loss_step_reproduces_the_one_loss_loop_bit_for_bit(tmp_path):
-    imgs, labels = _images(44), np.arange(44) % 5  # 44 // 8 = 5 steps: the last 4 images are dropped
+    imgs, labels = random_images(44), np.arange(44) % 5  # 44 // 8 = 5 steps: the last 4 images are dropped
     # a high learning rate and patience 0: the plateau schedule acts (twice); gradients are clipped
     settings = OptimSettings(epochs=5, batch_size=8, lr=0.08, plateau_patience=0, plateau_factor=0.5, grad_clip=1.0)
-    ref = _net()
+    ref = small_conv()
     ref_hist = _reference_loop(ref, _noisy_loss, imgs, labels, settings, seed=7)
     assert len({h["lr"] for h in ref_hist}) > 1, "the test should exercise an lr reduction"
 
-    net = _net()
+    net = small_conv()
     res = train_resumable(LossStep(net, _noisy_loss, settings), ImageSet(imgs, labels), settings,
                           ModelCache("t", "k", tmp_path), seed=7)
     assert res.history == ref_hist
@@ -115,7 +108,7 @@ def test_loss_step_reproduces_the_one_loss_loop_bit_for_bit(tmp_path):
     assert not net.training
 
     # and with the images + labels arrays, no cache, no flips
-    ref2, net2 = _net(1), _net(1)
+    ref2, net2 = small_conv(1), small_conv(1)
     ref_hist2 = _reference_loop(ref2, _noisy_loss, imgs, labels, settings, seed=2, augment_flip=False)
     res2 = train_resumable(LossStep(net2, _noisy_loss, settings), (imgs, labels), settings, None, seed=2,
                            augment_flip=False)
@@ -157,7 +150,7 @@ class _GanStep(TrainingStep):
 
 
 def test_two_optimiser_step_interrupted_twice_ends_with_the_uninterrupted_weights(tmp_path):
-    imgs = _images(40)  # 5 steps per epoch
+    imgs = random_images(40)  # 5 steps per epoch
     settings = OptimSettings(epochs=4, batch_size=8)
     ref = _GanStep(0)
     ref_res = train_resumable(ref, imgs, settings, ModelCache("gan", "ref", tmp_path), seed=3)
@@ -185,7 +178,7 @@ def test_two_optimiser_step_interrupted_twice_ends_with_the_uninterrupted_weight
 
 
 def test_several_modules_are_cached_and_loaded_by_name(tmp_path):
-    ctx = _Ctx(ImageSet(_images(16)), tmp_path)
+    ctx = _Ctx(ImageSet(random_images(16)), tmp_path)
     step = _GanStep(0)
     mods = step.modules()
     cache = ModelCache("gan", "k", tmp_path)
@@ -216,8 +209,8 @@ class _Recorder(TrainingStep):
 
 
 @pytest.mark.parametrize("augment_flip", [True, False])
-def test_masks_reach_the_batch_and_flip_with_the_images(augment_flip):
-    imgs = _images(24, size=6)
+def test_masks_reach_the_batch_and_flip_with_therandom_images(augment_flip):
+    imgs = random_images(24, size=6)
     masks = (imgs[..., 0] // 64).astype(np.uint8)  # a mask that is a function of the pixel
     data = ImageSet(imgs, np.arange(24) * 10, masks)
     rec = _Recorder()
@@ -242,7 +235,7 @@ def test_masks_reach_the_batch_and_flip_with_the_images(augment_flip):
 class _Explodes(LossStep):
     def __init__(self, at_step: int) -> None:
         settings = OptimSettings(epochs=3, batch_size=4)
-        super().__init__(_net(), lambda net, x, y: (((net(x) - x) ** 2).mean(), {}), settings)
+        super().__init__(small_conv(), lambda net, x, y: (((net(x) - x) ** 2).mean(), {}), settings)
         self.at_step = at_step
 
     def step(self, batch):
@@ -252,7 +245,7 @@ class _Explodes(LossStep):
 
 
 def test_non_finite_loss_raises_before_backward_and_keeps_the_last_checkpoint(tmp_path):
-    imgs = _images(8)  # 2 steps per epoch: step 3 is epoch 2, step 1
+    imgs = random_images(8)  # 2 steps per epoch: step 3 is epoch 2, step 1
     cache = ModelCache("codec", "k", tmp_path)
     exploding = _Explodes(at_step=3)
     with pytest.raises(SimlinkError, match=r"codec \(my codec\): loss became inf at epoch 2, step 1; "
@@ -306,12 +299,12 @@ def test_train_stages_caches_and_skips_earlier_stages(tmp_path):
         return [Stage("a", key_a, settings, make("a"), prepare=lambda: calls.append("prepare a")),
                 Stage("b", key_b, settings, make("b"), prepare=lambda: calls.append("prepare b"))]
 
-    data = ImageSet(_images(16), np.arange(16) % 3)
+    data = ImageSet(random_images(16), np.arange(16) % 3)
     def run(net):
         return train_stages("codec", net, stages(net), _Ctx(data, tmp_path / "unused"), op_label="λ=1",
                             cache_root=tmp_path, split="train", n_images=16, describe="codec")
 
-    first = _net()
+    first = small_conv()
     report = run(first)
     assert calls == ["prepare a", "make a", "prepare b", "make b"]
     assert report["status"] == "trained" and len(report["last_epoch"]) == 3  # loss, mse, lr
@@ -321,14 +314,14 @@ def test_train_stages_caches_and_skips_earlier_stages(tmp_path):
     assert json.loads((dir_b / "info.json").read_text())["key"]["parent"] == stable_hash(key_a)
 
     calls.clear()
-    again = _net(9)
+    again = small_conv(9)
     report = run(again)
     assert report["status"] == "cached" and calls == ["prepare b"]  # stage a skipped, b loaded
     _equal_weights(first, again)
 
     calls.clear()
     (dir_b / "model.pt").unlink()
-    third = _net(9)
+    third = small_conv(9)
     report = run(third)
     assert report["status"] == "trained" and calls == ["prepare a", "prepare b", "make b"]  # a loaded, b trained
     _equal_weights(first, third)

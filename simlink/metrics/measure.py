@@ -59,7 +59,8 @@ class Measure:
             data = ImageSet(images=np.asarray(data), labels=labels)
         self.data, self.task, self.device = data, task, device
         self.kind = TASK_KINDS[kind]()
-        self._targets = self.kind.targets(data) if task is not None else None
+        if task is not None:
+            self.kind.targets(data)  # a task model needs targets: say so now, not at the first cell
 
     def concealed(self, base: dict[str, np.ndarray], outputs, n: int) -> dict[str, np.ndarray]:
         """Metrics of concealed images for a method whose receptions carry the named ``outputs``.
@@ -81,11 +82,6 @@ class Measure:
                 out.update(kind.lost_scores(kind.columns, n))
         return out
 
-    @property
-    def originals(self) -> np.ndarray:
-        """``uint8[N, H, W, 3]`` the sent images (a set of one size only)."""
-        return self.data.images
-
     def originals_at(self, idx: np.ndarray | None) -> np.ndarray:
         """``uint8[len(idx), H, W, 3]``: the sent images at ``idx`` (all of one shape)."""
         if idx is None:
@@ -99,23 +95,20 @@ class Measure:
 
     def __call__(self, recon: np.ndarray, idx: np.ndarray | None = None,
                  outputs: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
-        from simlink.tasks.kinds import TASK_KINDS, kind_for_output
+        from simlink.tasks.kinds import kind_for_output
 
         if idx is not None and len(idx) == 0:
             return {}
         out = image_metrics(self.originals_at(idx), recon)
         outputs = outputs or {}
         kind = self.kind
-        if kind.head_output not in outputs and self.task is None:
+        if self.task is None:  # no task model: only a head can be scored, by the kind it belongs to
             head_kind = kind_for_output(outputs)
             if head_kind is None:
                 return out
-            kind = TASK_KINDS[head_kind.name]()
+            kind = head_kind()
         head = outputs.get(kind.head_output)
-        if head is None and self.task is None:
-            return out
-        targets = self._targets if kind.name == self.kind.name and self._targets is not None else \
-            kind.targets(self.data, who=f"the receiver's {kind.head_output}")
+        targets = kind.targets(self.data, who="task" if self.task is not None else f"the receiver's {kind.head_output}")
         if idx is not None:
             targets = kind.take(targets, np.asarray(idx, dtype=np.int64))
         out.update(kind.measure(self.task, recon, targets, head, self.device))

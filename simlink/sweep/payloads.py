@@ -24,6 +24,7 @@ import math
 from abc import ABC, abstractmethod
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Callable, ClassVar
 
 import numpy as np
@@ -79,7 +80,7 @@ class SourceSide:
         pixels: ``int64[N]`` pixels per image (the denominator of bpp and cpp).
         meta: the payloads' side information; per-image sequences are in image-set order.
         outputs: names of the receiver outputs its receptions carry (``class_logits`` ...).
-        tx: what the payload path prepared for transmission (digital: the link's ``TxFrame``).
+        tx: what the payload path prepared for transmission (digital: :class:`DigitalTx`).
     """
 
     method: Method
@@ -96,6 +97,7 @@ class SourceSide:
     def num_images(self) -> int:
         return int(len(self.pixels))
 
+    @cached_property
     def group_of(self) -> tuple[np.ndarray, np.ndarray]:
         """``(group, position)`` ``int64[N]`` each: the group of every image and its place in it."""
         group, pos = np.zeros(self.num_images, np.int64), np.zeros(self.num_images, np.int64)
@@ -180,7 +182,7 @@ def decode_and_measure(src: SourceSide, measure, idx: np.ndarray,
         float64[ok.sum()]}`` of those, in ``idx`` order.
     """
     idx = np.asarray(idx, dtype=np.int64)
-    group, pos = src.group_of()
+    group, pos = src.group_of
     ok = np.zeros(len(idx), dtype=bool)
     parts = []
     for g, grp in enumerate(src.groups):
@@ -264,6 +266,15 @@ class PayloadPath(ABC):
         ``n_block_errors`` (NaN / 0 where they do not apply)."""
 
 
+@dataclass
+class DigitalTx:
+    """The digital transmitter side of one (method, op): ``streams`` per image (image-set order)
+    and their link ``frame`` (:class:`~simlink.phy.link.TxFrame`)."""
+
+    streams: list[bytes]
+    frame: Any
+
+
 @register_payload_kind
 class DigitalPath(PayloadPath):
     """Bitstreams through :class:`~simlink.phy.link.DigitalLink`; the scenario's error policy."""
@@ -285,23 +296,19 @@ class DigitalPath(PayloadPath):
             bad = index[~rec.ok].tolist()
             raise SimlinkError(f"{method.name} {op.label}: cannot decode its own error-free streams for images {bad}")
 
-    @staticmethod
-    def streams(src: SourceSide) -> list[bytes]:
-        """Every image's sent stream, in image-set order."""
-        out: list[bytes] = [b""] * src.num_images
+    def prepare(self, src) -> "DigitalTx":
+        """Every image's stream in image-set order, and the link frame of them all."""
+        streams: list[bytes] = [b""] * src.num_images
         for g, p in zip(src.groups, src.payloads):
             for i, s in zip(g.index, p.streams):
-                out[i] = s
-        return out
-
-    def prepare(self, src):
-        return self.link.prepare(self.streams(src))
+                streams[i] = s
+        return DigitalTx(streams, self.link.prepare(streams))
 
     def transmit(self, src, channel, snr_db, seed):
-        return self.link.transmit(src.tx, channel, snr_db, seed)
+        return self.link.transmit(src.tx.frame, channel, snr_db, seed)
 
     def outcome(self, src, rx, measure, conceal):
-        sent = self.streams(src)
+        sent = src.tx.streams
 
         def redecode(idx: np.ndarray, streams: list[bytes]):
             by_index = dict(zip(idx.tolist(), streams))
@@ -315,7 +322,7 @@ class DigitalPath(PayloadPath):
         from simlink.phy.snr import ebno_db
 
         link = self.scenario.link
-        bits = 8 * src.tx.stream_lengths
+        bits = 8 * src.tx.frame.stream_lengths
         uses = np.asarray(rx.channel_uses, dtype=np.int64)
         total_bits, total_uses = int(bits.sum()), int(uses.sum())
         bler, bler_ci = rate_ci(int(rx.num_block_errors), int(rx.num_blocks))

@@ -17,6 +17,7 @@ This module imports neither torch nor Sionna.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import ClassVar
 
 import numpy as np
@@ -35,8 +36,8 @@ DEFAULT_TASK_KIND = "classification"
 TRAINABLE_ARCHITECTURES = ("small_cnn",)
 
 
-class TaskKind:
-    """One kind of receiver task.
+class TaskKind(ABC):
+    """One kind of receiver task (a subclass implements :meth:`model_output` and :meth:`score`).
 
     Class attributes:
         name: the scenario's ``task.kind``.
@@ -63,14 +64,14 @@ class TaskKind:
                                f"so a {self.name} task cannot be scored on it")
         return getattr(data, self.needs[0]) if len(self.needs) == 1 else {f: getattr(data, f) for f in self.needs}
 
+    @abstractmethod
     def model_output(self, model, images: np.ndarray, device: str = "cpu") -> np.ndarray:
         """The frozen task model's output for ``uint8[n, H, W, 3]`` images (the same quantity a
         head's ``head_output`` holds)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def score(self, output: np.ndarray, targets) -> dict[str, np.ndarray]:
         """Per-image scores ``{column: float64[n]}`` of an output against its targets."""
-        raise NotImplementedError
 
     def measure(self, model, recon: np.ndarray, targets, head: np.ndarray | None = None,
                 device: str = "cpu") -> dict[str, np.ndarray]:
