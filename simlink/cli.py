@@ -246,6 +246,18 @@ def mutual_information(
     out.print(t)
 
 
+def _parts_note(cls) -> str:
+    """``"; parts: labels, features (optional: ...)"`` for a method class with named payload parts
+    (its class-level ``parts``; a method whose ``payload_parts()`` depends on its config shows those)."""
+    from simlink.methods.base import DEFAULT_PART
+
+    parts = getattr(cls, "parts", ())
+    if cls.kind != "digital" or [p.name for p in parts] == [DEFAULT_PART]:
+        return ""
+    return "; parts: " + ", ".join(p.name if p.essential else f"{p.name} (optional{': ' + p.on_loss if p.on_loss else ''})"
+                                   for p in parts)
+
+
 @app.command("list")
 def list_things() -> None:
     """List datasets, methods, channels and task kinds."""
@@ -256,7 +268,7 @@ def list_things() -> None:
 
     for title, rows in (
         ("datasets", list_datasets()),
-        ("methods", [(n, f"({c.kind}) {c.description}") for n, c in METHODS.items()]),
+        ("methods", [(n, f"({c.kind}{_parts_note(c)}) {c.description}") for n, c in METHODS.items()]),
         ("channels", [(n, c.description) for n, c in CHANNELS.items()]),
         ("task kinds", [(n, k.description) for n, k in TASK_KINDS.items()]),
     ):
@@ -285,6 +297,10 @@ def validate(scenario: Path = typer.Argument(..., help="scenario YAML file")) ->
     cells = n_ops * len(sc.channels) * len(sc.snr_values) * sc.repeats
     out.print(f"{scenario}: valid — {len(sc.methods)} methods, {n_ops} operating points, "
               f"{len(sc.channels)} channels, {len(sc.snr_values)} SNR points, {sc.repeats} repeats = {cells} cells")
+    for name in sc.link.parts:  # unequal error protection: say what each named part gets
+        link = sc.link.for_part(name)
+        out.print(escape(f"  part {name}: 5G LDPC k={link.code.k}, n={link.code.n} (rate {link.code.rate:.3g}), "
+                         f"{link.modulation}-QAM, CRC {link.crc or 'none'}"))
 
 
 @app.command()

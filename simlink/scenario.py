@@ -172,7 +172,26 @@ class Scenario(_Strict):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"methods: {', '.join(dup)} appear more than once; give each entry a distinct 'label'")
+        self._known_parts()
         return self
+
+    def _known_parts(self) -> None:
+        """Every ``link.parts`` entry names a part that a digital method of the scenario sends."""
+        if not self.link.parts:
+            return
+        from simlink.methods import build_method
+
+        sent: dict[str, None] = {}
+        for cfg in self.methods:
+            method = build_method(cfg)
+            if method.kind == "digital":
+                sent.update(dict.fromkeys(p.name for p in method.payload_parts()))
+        unknown = [name for name in self.link.parts if name not in sent]
+        if unknown:
+            from simlink.schema import NestedError
+
+            raise NestedError([(f"link.parts.{name}", f"no digital method of this scenario sends a part named "
+                                f"{name!r} (parts sent: {', '.join(sent) or 'none'})") for name in unknown])
 
     # ---- derived values -------------------------------------------------------------------
     @property

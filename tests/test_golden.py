@@ -7,7 +7,10 @@
   weights do not); ``golden_decoded_psnr.json`` — the PSNR of what that network decodes from them;
 * ``golden_table.json`` — the per-cell PSNR, SSIM, BLER, lost_frac, bpp, cpp (and accuracy where
   a receiver head scores it) of ``golden_scenario.yaml``: classic codecs, an untrained learned
-  codec and the untrained analog JSCC through the real link, compared with a tolerance.
+  codec and the untrained analog JSCC through the real link, compared with a tolerance;
+* ``golden_table_decode_anyway.json`` — *every* column of the same scenario's table under
+  ``error_policy: decode_anyway`` (the column list and order included), so the link columns
+  (``ebno_db``, ``ber``, ``n_blocks`` ...) and the other policy are pinned too.
 
 Regenerate only on purpose, when a change is *meant* to alter results:
 ``SIMLINK_REGEN_GOLDEN=1 .venv/bin/python -m pytest tests/test_golden.py`` (then say why in the
@@ -116,6 +119,38 @@ def _same(a, b) -> bool:
     if isinstance(a, float) and math.isnan(a):
         return isinstance(b, float) and math.isnan(b)
     return bool(np.isclose(a, b, rtol=RTOL, atol=ATOL))
+
+
+def _encoded(value):
+    """A table value as JSON: NaN as the string "nan" (so it never compares equal to a number)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        v = float(value)
+        return "nan" if math.isnan(v) else v
+    return value
+
+
+@pytest.mark.slow
+def test_golden_table_every_column_decode_anyway(tmp_path):
+    from simlink.sweep import run_scenario
+
+    sc = load_scenario(SCENARIO).model_copy(update={"error_policy": "decode_anyway"})
+    df = run_scenario(sc, tmp_path / "out", quiet=True, plots=False, cache_root=tmp_path / "cache")
+    actual = {"columns": list(df.columns), "rows": [{k: _encoded(v) for k, v in r.items()}
+                                                    for r in df.drop(columns=["method_hash"]).to_dict("records")]}
+    expected = _golden("golden_table_decode_anyway.json", actual)
+    assert actual["columns"] == expected["columns"], "the table's columns changed"
+    assert len(actual["rows"]) == len(expected["rows"])
+    bad = []
+    for got, want in zip(actual["rows"], expected["rows"]):
+        for k, w in want.items():
+            g = got[k]
+            same = g == w if isinstance(w, (str, bool)) or isinstance(g, (str, bool)) else _same(g, w)
+            if not same:
+                bad.append(f"{got['method']} {got['op']} {got['channel']} {got['snr_db']} dB: {k} {g} != {w}")
+    assert not bad, "golden table changed:\n" + "\n".join(bad)
+    assert any(r["error_policy"] == "decode_anyway" and r["lost_frac"] not in (0.0, "nan") for r in actual["rows"])
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ from simlink.metrics import psnr
 from simlink.scenario import parse_scenario
 from simlink.sweep import run_scenario
 from simlink.metrics.measure import image_metrics
-from simlink.sweep.receiver import CONCEALMENT_VALUE, apply_error_policy, concealment_images
+from simlink.sweep.receiver import CONCEALMENT_VALUE, PartDelivery, apply_error_policy, concealment_images
 from simlink.sweep.runner import SweepInterrupted
 
 REQUIRED = ["method", "op", "bpp", "cpp", "channel", "snr_db", "ebno_db", "psnr", "ssim", "ms_ssim",
@@ -92,11 +92,11 @@ def test_other_context_refuses_to_mix(tmp_path, tiny_scenario_dict):
 
 
 def test_interrupt_saves_and_resume_matches(tmp_path, tiny_scenario_dict, monkeypatch):
-    from simlink.phy import DigitalLink
+    from simlink.phy import PartedLink
 
     tiny_scenario_dict["snr_db"] = [0.0, 8.0, 10.0, 30.0]
     fresh = _run(tiny_scenario_dict, tmp_path / "fresh")
-    real = DigitalLink.transmit
+    real = PartedLink.transmit
     calls = {"n": 0}
 
     def flaky(self, *a, **k):
@@ -105,7 +105,7 @@ def test_interrupt_saves_and_resume_matches(tmp_path, tiny_scenario_dict, monkey
             raise KeyboardInterrupt  # what Ctrl-C or SIGTERM delivers
         return real(self, *a, **k)
 
-    monkeypatch.setattr(DigitalLink, "transmit", flaky)
+    monkeypatch.setattr(PartedLink, "transmit", flaky)
     out = tmp_path / "r"
     with pytest.raises(SweepInterrupted, match="rerun the same command to resume"):
         _run(tiny_scenario_dict, out)
@@ -113,7 +113,7 @@ def test_interrupt_saves_and_resume_matches(tmp_path, tiny_scenario_dict, monkey
     assert len(partial) == 3
     assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
     assert not list(out.glob(".*.tmp"))  # no temporary files left behind
-    monkeypatch.setattr(DigitalLink, "transmit", real)
+    monkeypatch.setattr(PartedLink, "transmit", real)
     resumed = _run(tiny_scenario_dict, out)
     pd.testing.assert_frame_equal(resumed, fresh)
 
@@ -143,11 +143,11 @@ def test_encode_once_decode_only_hit_images(tmp_path, tiny_scenario_dict, monkey
     assert counts["decode_images"] == 2 * 4  # only the error-free decode: no image was hit
 
 
-def _fake_redecode(orig):
+def _fake_redecode(orig, received):
     """A re-decoder that shows a constant image for streams starting with b'ok', fails otherwise."""
 
-    def redecode(idx, streams):
-        ok = np.array([s.startswith(b"ok") for s in streams])
+    def redecode(idx):
+        ok = np.array([received[i].startswith(b"ok") for i in idx])
         imgs = np.full((int(ok.sum()), *orig.shape[1:]), 200, np.uint8)
         return image_metrics(orig[idx[ok]], imgs), ok
 
@@ -162,19 +162,20 @@ def test_error_policies_per_image():
     sent = [b"ok-a", b"ok-b", b"ok-c", b"ok-d"]
     received = [b"ok-a", b"ok-X", b"XX-c", b"ok-Y"]  # 1: CRC failed but decodable; 2: undecodable; 3: undetected error
     image_ok = np.array([True, False, False, True])
-    c = apply_error_policy("conceal", sent, received, image_ok, clean, conceal, _fake_redecode(orig))
+    one_part = {"stream": PartDelivery(sent, received, image_ok)}
+    c = apply_error_policy("conceal", one_part, clean, conceal, _fake_redecode(orig, received))
     assert c.lost.tolist() == [False, True, True, False]
     assert c.concealed.tolist() == [False, True, True, False]
     assert c.decoded_again == 1  # only image 3 (CRC passed, bytes differ)
     fake = image_metrics(orig, np.full_like(orig, 200))
     np.testing.assert_allclose(c.metrics["psnr"], [clean["psnr"][0], conceal["psnr"][1], conceal["psnr"][2], fake["psnr"][3]])
-    d = apply_error_policy("decode_anyway", sent, received, image_ok, clean, conceal, _fake_redecode(orig))
+    d = apply_error_policy("decode_anyway", one_part, clean, conceal, _fake_redecode(orig, received))
     assert d.concealed.tolist() == [False, False, True, False]  # decoder failure falls back to concealment
     assert d.decoded_again == 3
     np.testing.assert_allclose(d.metrics["psnr"], [clean["psnr"][0], fake["psnr"][1], conceal["psnr"][2], fake["psnr"][3]])
     assert (concealment_images(1, (2, 2, 3)) == CONCEALMENT_VALUE).all()
     with pytest.raises(ValueError, match="conceal, decode_anyway"):
-        apply_error_policy("drop", sent, received, image_ok, clean, conceal, _fake_redecode(orig))
+        apply_error_policy("drop", one_part, clean, conceal, _fake_redecode(orig, received))
 
 
 def test_decode_anyway_never_crashes_on_corruption(tmp_path, tiny_scenario_dict):

@@ -6,6 +6,7 @@ this package imports neither torch nor Sionna.
 """
 
 from simlink.methods.base import (
+    DEFAULT_PART,
     METHODS,
     AnalogPayload,
     DigitalPayload,
@@ -14,6 +15,7 @@ from simlink.methods.base import (
     MethodConfig,
     OperatingPoint,
     Payload,
+    PayloadPart,
     Reception,
     default_keys,
     image_seed,
@@ -27,6 +29,7 @@ def build_method(config: MethodConfig) -> Method:
 
 
 __all__ = [
+    "DEFAULT_PART",
     "METHODS",
     "AnalogPayload",
     "DigitalPayload",
@@ -35,6 +38,7 @@ __all__ = [
     "MethodConfig",
     "OperatingPoint",
     "Payload",
+    "PayloadPart",
     "Reception",
     "build_method",
     "default_keys",

@@ -4,8 +4,10 @@ A *method* (JPEG, WebP, TOSC-SR, deep JSCC, ...) offers *operating points* — t
 and turns a batch of images into a :class:`Payload` (``encode``) and a received payload into a
 :class:`Reception` (``decode``). The sweep never needs to know which family it runs:
 
-* digital methods produce :class:`DigitalPayload` (one real bitstream per image) that goes
-  through the bit-true link (code-block segmentation, CRC, LDPC, QAM, channel, BP decoding);
+* digital methods produce :class:`DigitalPayload` (real bitstreams per image, in one or more
+  named :class:`PayloadPart` s, each in its own code blocks) that goes through the bit-true link
+  (code-block segmentation, CRC, LDPC, QAM, channel, BP decoding); what the receiver gets back
+  carries the bit ranges that were in failed code blocks (``erasures``);
 * analog methods produce :class:`AnalogPayload` (complex channel symbols per image) that go
   through the analog link (power normalisation, channel, equalisation).
 
@@ -33,6 +35,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from simlink.hashing import derive_seed
+from simlink.phy.config import DEFAULT_PART, part_name_problem  # torch-free (pydantic only)
 from simlink.registry import Registry
 
 
@@ -98,27 +101,108 @@ def default_keys(n: int, method: str = "", op: str = "") -> ImageKeys:
     return ImageKeys.derive(np.arange(n), 0, method, op)
 
 
-@dataclass
-class DigitalPayload:
-    """Per-image bitstreams, exactly the bytes a receiver needs (headers included).
+@dataclass(frozen=True)
+class PayloadPart:
+    """One named part of a method's digital payload (its own code blocks, possibly its own code).
 
     Attributes:
-        streams: one ``bytes`` object per image.
+        name: lower-case identifier (``labels``, ``features`` ...): the key in
+            :attr:`DigitalPayload.parts`, in the scenario's ``link.parts`` and in the table's per-part
+            columns (``bler_<name>`` ...).
+        essential: without this part the image cannot be shown: under ``error_policy: conceal``
+            an image whose essential part has a failed code block is concealed. A failed
+            non-essential part is handed to the decoder with its erasures
+            (:attr:`DigitalPayload.erasures`), and the decoder degrades as ``on_loss`` says.
+        on_loss: how the decoder degrades when this (non-essential) part fails, for ``simlink
+            list`` and the docs (e.g. "lost classes are filled from a global generator").
+    """
+
+    name: str
+    essential: bool = True
+    on_loss: str = ""
+
+    def __post_init__(self) -> None:
+        problem = part_name_problem(self.name)
+        if problem:
+            raise ValueError(f"PayloadPart: {problem}")
+
+
+class DigitalPayload:
+    """Per-image bitstreams, exactly the bytes a receiver needs (headers included), in one or more
+    named parts.
+
+    ``DigitalPayload(streams)`` is the one-part payload (part :data:`DEFAULT_PART`);
+    ``DigitalPayload(parts={"labels": [...], "features": [...]})`` carries several parts per
+    image, each sent in its own code blocks (with its own code if the scenario's ``link.parts``
+    says so).
+
+    Attributes:
+        parts: ``{part: [bytes per image]}``, in the method's part order; every part has one
+            entry per image (``b""`` for an image without that part).
         meta: per-payload side information (e.g. the quality chosen per image by a target-bpp
             search); a value that is a sequence of one entry per image is kept per image when the
             sweep splits or merges payloads.
+        erasures: what the receiver knows was lost, or ``None`` (a sent or error-free payload):
+            ``{part: [int64[m, 2] per image]}``, the ``[start, stop)`` *bit* ranges of the part's
+            stream (bit 0 is the MSB of byte 0) that were in code blocks whose CRC failed, merged
+            where adjacent. A code block carries ``k - crc_len`` bits, so ranges need not fall on
+            byte boundaries; the bytes inside them are what the BP decoder output (usually wrong).
     """
 
-    streams: list[bytes]
-    meta: dict = field(default_factory=dict)
+    def __init__(self, streams: list[bytes] | None = None, meta: dict | None = None, *,
+                 parts: dict[str, list[bytes]] | None = None,
+                 erasures: dict[str, list[np.ndarray]] | None = None):
+        if (streams is None) == (parts is None):
+            raise ValueError("DigitalPayload: give either streams (one part) or parts, not both")
+        self.parts: dict[str, list[bytes]] = {DEFAULT_PART: list(streams)} if parts is None else \
+            {k: list(v) for k, v in parts.items()}
+        if not self.parts:
+            raise ValueError("DigitalPayload: parts is empty")
+        sizes = {k: len(v) for k, v in self.parts.items()}
+        if len(set(sizes.values())) > 1:
+            raise ValueError(f"DigitalPayload: every part needs one stream per image, got {sizes}")
+        self.meta = dict(meta or {})
+        self.erasures = erasures
+
+    @property
+    def streams(self) -> list[bytes]:
+        """The bitstreams of a one-part payload (raises for a payload of several parts)."""
+        if len(self.parts) != 1:
+            raise ValueError(f"this payload has parts {list(self.parts)}; use payload.parts[name]")
+        return next(iter(self.parts.values()))
+
+    @property
+    def part_names(self) -> list[str]:
+        return list(self.parts)
 
     @property
     def num_bits(self) -> np.ndarray:
-        """``int64[N]``: bits per image, ``8 * len(stream)``."""
-        return np.array([8 * len(s) for s in self.streams], dtype=np.int64)
+        """``int64[N]``: bits per image over all parts, ``8 * sum(len(stream))``."""
+        return sum(np.array([8 * len(s) for s in v], dtype=np.int64) for v in self.parts.values())
 
     def __len__(self) -> int:
-        return len(self.streams)
+        return len(next(iter(self.parts.values())))
+
+    def erased(self, part: str, i: int) -> np.ndarray:
+        """``int64[m, 2]``: image ``i``'s erased bit ranges ``[start, stop)`` in ``part`` (empty if none)."""
+        if self.erasures is None or part not in self.erasures:
+            return np.zeros((0, 2), dtype=np.int64)
+        return np.asarray(self.erasures[part][i], dtype=np.int64).reshape(-1, 2)
+
+    def erased_bits(self, part: str, i: int) -> np.ndarray:
+        """``bool[8 * len(stream)]``: True for each bit of image ``i``'s ``part`` in a failed block."""
+        mask = np.zeros(8 * len(self.parts[part][i]), dtype=bool)
+        for a, b in self.erased(part, i):
+            mask[a:b] = True
+        return mask
+
+    def erased_bytes(self, part: str, i: int) -> np.ndarray:
+        """``bool[len(stream)]``: True for each byte of image ``i``'s ``part`` with a bit in a failed block."""
+        return self.erased_bits(part, i).reshape(-1, 8).any(axis=1)
+
+    def __repr__(self) -> str:
+        sizes = {k: sum(map(len, v)) for k, v in self.parts.items()}
+        return f"DigitalPayload({len(self)} images, bytes per part {sizes}, erasures={self.erasures is not None})"
 
 
 @dataclass
@@ -199,6 +283,8 @@ class Method(ABC):
     kind: ClassVar[str]
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     description: ClassVar[str] = ""
+    parts: ClassVar[tuple[PayloadPart, ...]] = (PayloadPart(DEFAULT_PART),)
+    """The parts of a digital payload, in sending order (see :meth:`payload_parts`)."""
 
     def __init__(self, config: MethodConfig):
         self.config = config
@@ -225,6 +311,12 @@ class Method(ABC):
         ``keys.generator(i)`` only, so an image decodes the same whatever else is in the batch.
         Returns a :class:`Reception`. Must never raise because of a corrupted stream.
         """
+
+    def payload_parts(self) -> tuple[PayloadPart, ...]:
+        """The named parts :meth:`encode` returns in a :class:`DigitalPayload` (default: the class's
+        ``parts``, one essential part :data:`DEFAULT_PART`). Override when the parts depend on the
+        configuration (e.g. one part per semantic class)."""
+        return self.parts
 
     def fit(self, ctx) -> None:  # noqa: B027 - optional hook
         """Train what the method needs, or load it from the model cache (learned methods).

@@ -91,6 +91,42 @@ def plan_layout(stream_lengths, payload_bits: int) -> BlockLayout:
     )
 
 
+_NO_RANGES = np.zeros((0, 2), dtype=np.int64)
+_NO_RANGES.flags.writeable = False
+
+
+def failed_bit_ranges(layout: BlockLayout, block_ok: np.ndarray) -> list[np.ndarray]:
+    """Which payload bits of each image were in code blocks that failed.
+
+    Inputs: ``layout`` (:func:`plan_layout`); ``block_ok bool[num_blocks]`` (CRC passed).
+    Output: per image an ``int64[m, 2]`` array of ``[start, stop)`` bit ranges of its stream
+    (bit 0 = MSB of byte 0), one per run of consecutive failed blocks; block ``j`` of an image
+    covers bits ``[j * P, j * P + valid_bits)``, so the last block's padding is not included.
+    Images without a failed block share one empty read-only array.
+    """
+    block_ok = np.asarray(block_ok, dtype=bool).reshape(-1)
+    if block_ok.shape[0] != layout.num_blocks:
+        raise ValueError(f"block_ok has {block_ok.shape[0]} entries for {layout.num_blocks} blocks")
+    out = [_NO_RANGES] * layout.num_images
+    bad = np.flatnonzero(~block_ok)
+    if bad.size == 0:
+        return out
+    first_block = np.cumsum(layout.blocks_per_image) - layout.blocks_per_image
+    image = layout.block_image[bad]
+    start = (bad - first_block[image]) * layout.payload_bits
+    stop = start + layout.valid_bits[bad]
+    new_run = np.ones(bad.size, dtype=bool)
+    new_run[1:] = (np.diff(bad) != 1) | (np.diff(image) != 0)
+    run_first = np.flatnonzero(new_run)
+    run_last = np.append(run_first[1:], bad.size) - 1
+    ranges = np.stack([start[run_first], stop[run_last]], axis=1)
+    run_image = image[run_first]
+    cuts = np.flatnonzero(np.diff(run_image)) + 1
+    for img, r in zip(run_image[np.append(0, cuts)].tolist(), np.split(ranges, cuts)):
+        out[img] = r
+    return out
+
+
 def streams_to_blocks(streams: list[bytes], layout: BlockLayout, device: str | torch.device) -> torch.Tensor:
     """Cut byte streams into zero-padded payload blocks.
 

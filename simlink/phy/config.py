@@ -10,6 +10,13 @@ Example YAML::
       modulation: 16
       crc: 24A
       max_codewords_per_batch: null  # 128 on CPU, 16384 on GPU
+      parts:                         # optional: a payload part's own code, QAM and CRC
+        labels: {code: {k: 512, n: 1536}, modulation: 4}
+
+A method whose payload has several named parts (:class:`simlink.methods.base.PayloadPart`) sends
+each part in its own code blocks; ``link.parts.<part>`` overrides any of ``code`` (key by key),
+``modulation`` and ``crc`` for that part; parts not named there use the link's settings
+(:meth:`LinkConfig.for_part`).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import warnings
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 QAM_ORDERS: tuple[int, ...] = (4, 16, 64, 256)
 """Allowed values of ``link.modulation`` (square Gray-labelled QAM)."""
@@ -90,6 +97,73 @@ class CodeConfig(BaseModel):
         return self.k / self.n
 
 
+INHERIT = "inherit"
+"""Value of ``link.parts.<part>.crc`` meaning "the link's CRC" (its default; ``null`` is no CRC)."""
+
+
+class PartCodeConfig(BaseModel):
+    """``link.parts.<part>.code``: the keys of :class:`CodeConfig` to change for one part; a key not
+    given keeps the link's value (``{k: 512, n: 1536}`` keeps ``num_iter``, ``cn_update`` ...)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Literal["ldpc5g"] | None = None
+    k: int | None = Field(None, ge=1)
+    n: int | None = Field(None, ge=1)
+    num_iter: int | None = Field(None, ge=1)
+    cn_update: Literal["boxplus-phi", "boxplus", "minsum", "offset-minsum"] | None = None
+    early_stop: bool | None = None
+
+
+class PartLinkConfig(BaseModel):
+    """``link.parts.<part>``: one payload part's own link settings (unequal error protection).
+
+    Attributes:
+        code: code keys to override (see :class:`PartCodeConfig`).
+        modulation: the part's QAM order (default: the link's).
+        crc: the part's CRC, ``null`` for none; default ``inherit`` (the link's).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: PartCodeConfig = Field(default_factory=PartCodeConfig)
+    modulation: int | None = None
+    crc: Literal["24A", "24B", "24C", "16", "11", "6", "inherit"] | None = INHERIT
+
+    def overrides(self) -> dict:
+        """The link keys this entry sets: ``{"code": {...}, "modulation": M, "crc": ...}`` (only those given)."""
+        out: dict = {}
+        code = self.code.model_dump(exclude_none=True)
+        if code:
+            out["code"] = code
+        if self.modulation is not None:
+            out["modulation"] = self.modulation
+        if self.crc != INHERIT:
+            out["crc"] = self.crc
+        return out
+
+
+PART_NAME = r"^[a-z][a-z0-9_]*$"
+"""Payload part names: lower-case identifiers (they become column suffixes, ``bler_<part>``)."""
+
+DEFAULT_PART = "stream"
+"""Name of the one part of a payload that does not name its parts (it uses ``link``'s settings)."""
+
+RESERVED_PART_NAMES = frozenset({"ci", "clean"})
+"""Names a part may not have: ``bler_ci``, ``lost_frac_ci`` ... are columns of their own."""
+
+
+def part_name_problem(name) -> str | None:
+    """Why ``name`` cannot name a payload part, or ``None`` if it can."""
+    import re
+
+    if not isinstance(name, str) or not re.fullmatch(PART_NAME, name):
+        return f"{name!r} is not a valid part name (lower-case letters, digits and _, starting with a letter)"
+    if name in RESERVED_PART_NAMES:
+        return f"{name!r} is reserved (table columns end in _{name}); choose another part name"
+    return None
+
+
 class LinkConfig(BaseModel):
     """``link``: the bit-true digital link (code-block segmentation + CRC + LDPC + QAM).
 
@@ -112,6 +186,21 @@ class LinkConfig(BaseModel):
     max_codewords_per_batch: int | None = Field(
         None, ge=1, description="codewords per device batch; None = 128 on CPU, 16384 on a GPU"
     )
+    parts: dict[str, PartLinkConfig] = Field(
+        default_factory=dict, description="per payload part: its own code, modulation and CRC")
+
+    def for_part(self, part: str) -> "LinkConfig":
+        """The link settings of payload part ``part``: ``parts[part]``'s keys over this link's
+        (``self`` itself for a part not named in ``parts``). The result has no ``parts``."""
+        entry = self.parts.get(part)
+        if entry is None:
+            return self if not self.parts else self.model_copy(update={"parts": {}})
+        return _resolve_part(self, part, entry)
+
+    @property
+    def transmitter_key(self) -> tuple:
+        """What a transmitted frame depends on: ``(k, n, modulation, crc)``."""
+        return (self.code.k, self.code.n, self.modulation, self.crc)
 
     def batch_codewords(self, device: str) -> int:
         """Codewords per decoding batch on ``device``: the configured value, else a default that
@@ -141,6 +230,30 @@ class LinkConfig(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _valid_parts(self) -> LinkConfig:
+        problems = []
+        for name, entry in self.parts.items():
+            problem = part_name_problem(name)
+            if name == DEFAULT_PART:
+                problem = (f"{name!r} is the one part of a payload without named parts; "
+                           "its settings are link's own (code, modulation, crc)")
+            if problem:
+                problems.append((f"parts.{name}", problem))
+                continue
+            try:
+                _resolve_part(self, name, entry)
+            except ValidationError as e:
+                from simlink.schema import error_lines
+
+                for path, text in error_lines(e):
+                    problems.append((f"parts.{name}.{path}".rstrip("."), text.replace("link.", f"link.parts.{name}.")))
+        if problems:
+            from simlink.schema import NestedError
+
+            raise NestedError(problems)
+        return self
+
     @property
     def bits_per_symbol(self) -> int:
         """``log2(modulation)``: coded bits per complex channel use."""
@@ -160,3 +273,12 @@ class LinkConfig(BaseModel):
     def symbols_per_codeword(self) -> int:
         """Complex channel uses per codeword: ``n / log2(modulation)``."""
         return self.code.n // self.bits_per_symbol
+
+
+def _resolve_part(link: LinkConfig, name: str, entry: PartLinkConfig) -> LinkConfig:
+    """``link`` with ``entry``'s overrides applied (validated as a whole link; no ``parts``)."""
+    over = entry.overrides()
+    data = link.model_dump(exclude={"parts"})
+    data["code"] = {**data["code"], **over.pop("code", {})}
+    data.update(over)
+    return LinkConfig.model_validate(data)

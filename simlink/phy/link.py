@@ -31,6 +31,7 @@ from simlink.phy.code_blocks import (
     BlockCRC,
     BlockLayout,
     blocks_to_bytes,
+    failed_bit_ranges,
     plan_layout,
     split_streams,
     streams_to_blocks,
@@ -96,6 +97,8 @@ class RxResult:
         channel_uses: ``int64[N]`` complex channel symbols per image.
         bp_iterations: ``int32[num_cw]`` BP iterations spent per codeword (``num_iter`` unless
             early stopping ended it sooner).
+        erasures: per image, ``int64[m, 2]`` ``[start, stop)`` bit ranges of its stream that were
+            in blocks with ``block_ok == False`` (:func:`~simlink.phy.code_blocks.failed_bit_ranges`).
     """
 
     streams: list[bytes]
@@ -107,6 +110,7 @@ class RxResult:
     bit_errors: int
     channel_uses: np.ndarray
     bp_iterations: np.ndarray | None = None
+    erasures: list[np.ndarray] | None = None
 
 
 def torch_device(device: str | torch.device) -> str:
@@ -199,7 +203,7 @@ class DigitalLink:
         block_image = torch.as_tensor(tx.block_image, device=self.device)
         with sionna_seed(seed):
             y, h = self.channel(channel, tx.symbols, no, block_image, tx.num_images)
-        return self._decode_all(tx, lambda a, b: self.demap(y[a:b], None if h is None else h[a:b], no))
+        return self.decode_frame(tx, lambda a, b: self.demap(y[a:b], None if h is None else h[a:b], no))
 
     def decode_llrs(self, tx: TxFrame, llr: torch.Tensor) -> RxResult:
         """Decode given channel LLRs instead of drawing a channel (for tests and iterative receivers).
@@ -210,7 +214,7 @@ class DigitalLink:
         self._check_frame(tx)
         if tuple(llr.shape) != (tx.num_codewords, self.config.code.n):
             raise ValueError(f"llr must be [{tx.num_codewords}, {self.config.code.n}], got {list(llr.shape)}")
-        return self._decode_all(tx, lambda a, b: llr[a:b].to(device=self.device, dtype=torch.float32))
+        return self.decode_frame(tx, lambda a, b: llr[a:b].to(device=self.device, dtype=torch.float32))
 
     def demap(self, y: torch.Tensor, h: torch.Tensor | None, no: float) -> torch.Tensor:
         """Equalise (ZF, perfect CSI) and APP-demap.
@@ -228,14 +232,15 @@ class DigitalLink:
     def _check_frame(self, tx: TxFrame) -> None:
         """The frame must come from the same transmitter settings (receiver settings may differ)."""
         a, b = tx.config, self.config
-        if (a.code.k, a.code.n, a.modulation, a.crc) != (b.code.k, b.code.n, b.modulation, b.crc):
+        if a.transmitter_key != b.transmitter_key:
             raise ValueError(
                 f"TxFrame was prepared for k={a.code.k}, n={a.code.n}, modulation={a.modulation}, crc={a.crc}, "
                 f"this link has k={b.code.k}, n={b.code.n}, modulation={b.modulation}, crc={b.crc}"
             )
 
-    def _decode_all(self, tx: TxFrame, llr_of) -> RxResult:
-        """Decode the frame chunk by chunk; ``llr_of(a, b)`` gives the LLRs of codewords ``a:b``."""
+    def decode_frame(self, tx: TxFrame, llr_of) -> RxResult:
+        """Decode the frame chunk by chunk; ``llr_of(a, b)`` gives the LLRs ``float32[b - a, n]``
+        of codewords ``a:b`` (called once per chunk of ``batch_codewords`` codewords)."""
         num_cw, k = tx.num_codewords, self.config.code.k
         bits = torch.empty(num_cw, k, dtype=torch.float32, device=self.device)
         iters = torch.empty(num_cw, dtype=torch.int32, device=self.device)
@@ -264,4 +269,5 @@ class DigitalLink:
             bit_errors=bit_errors,
             channel_uses=tx.channel_uses,
             bp_iterations=iters.cpu().numpy(),
+            erasures=failed_bit_ranges(tx.layout, block_ok),
         )

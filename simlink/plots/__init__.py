@@ -212,27 +212,55 @@ def _pooled_bler(df: pd.DataFrame) -> pd.DataFrame:
     return pooled.assign(bler=pooled["n_block_errors"] / pooled["n_blocks"])
 
 
+LINK_SETTING = ["code_k", "code_n", "modulation"]
+_PART_LINK_COLUMNS = ("modulation", "code_k", "code_n", "code_rate", "bler", "n_blocks", "n_block_errors")
+
+
+def link_setting_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (cell, link setting): a row of a payload with named parts (``n_blocks_<part>``
+    ...) becomes one row per part carrying that part's ``modulation``, ``code_*``, ``bler``,
+    ``n_blocks`` and ``n_block_errors``; rows without parts are kept as they are."""
+    parts = [c.removeprefix("n_blocks_") for c in df.columns if c.startswith("n_blocks_")]
+    if not parts:
+        return df
+    has_parts = df[[f"n_blocks_{p}" for p in parts]].notna().any(axis=1)
+    out = [df[~has_parts]]
+    for p in parts:
+        sub = df[df[f"n_blocks_{p}"].notna()]
+        out.append(sub.assign(**{c: sub[f"{c}_{p}"] for c in _PART_LINK_COLUMNS if f"{c}_{p}" in sub}))
+    return pd.concat(out, ignore_index=True)
+
+
 def plot_bler_vs_snr(df: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """Pooled code-block error rate vs Es/N0 per channel (log scale; zero-error points omitted),
-    with the capacity limits and the AWGN threshold of :mod:`simlink.plots.bounds`."""
+    """Pooled code-block error rate vs Es/N0 per channel and link setting (log scale; zero-error
+    points omitted), with the capacity limits and the AWGN threshold of :mod:`simlink.plots.bounds`.
+    Parts of a payload with their own code and QAM (``link.parts``) are curves of their own."""
     from simlink.plots.bounds import bler_bounds, draw_bler_bounds
 
+    df = link_setting_rows(df)
+    settings = list(dict.fromkeys(map(tuple, df[LINK_SETTING].astype(int).to_numpy().tolist())))
     fig, ax = plt.subplots(figsize=(7.5, 3.6), layout="constrained")  # room for the legend on the right
     colors = {}
     for i, (ch, g) in enumerate(df.groupby("channel", sort=False)):
-        pooled = _pooled_bler(g)
-        bler = pooled["bler"]
-        keep = bler > 0
         colors[ch] = COLORS[i % len(COLORS)]
-        ax.semilogy(bler.index[keep], bler[keep], marker=MARKERS[i % len(MARKERS)], color=colors[ch],
-                    label=f"{ch} ({int(pooled['n_blocks'].iloc[0])} blocks/pt)")
+        for j, (setting, gs) in enumerate(g.groupby(LINK_SETTING, sort=False)):
+            pooled = _pooled_bler(gs)
+            bler = pooled["bler"]
+            keep = bler > 0
+            what = "" if len(settings) == 1 else " k={}, n={}, {}-QAM".format(*map(int, setting))
+            ax.semilogy(bler.index[keep], bler[keep], marker=MARKERS[(i + j) % len(MARKERS)], color=colors[ch],
+                        linestyle=LINESTYLES[j % len(LINESTYLES)],
+                        label=f"{ch}{what} ({int(pooled['n_blocks'].iloc[0])} blocks/pt)")
     draw_bler_bounds(ax, bler_bounds(df), colors)
     ax.set_xlabel(r"$E_s/N_0$ [dB]")
     ax.set_ylabel(METRIC_LABELS["bler"])
     ax.grid(True, which="both", alpha=0.3)
     _legend_outside(fig, ax)
-    k, n, mod = (int(df[c].iloc[0]) for c in ("code_k", "code_n", "modulation"))
-    ax.set_title(f"5G LDPC k={k}, n={n}, {mod}-QAM", fontsize=9)
+    if len(settings) == 1:
+        k, n, mod = settings[0]
+        ax.set_title(f"5G LDPC k={k}, n={n}, {mod}-QAM", fontsize=9)
+    else:
+        ax.set_title(f"5G LDPC, {len(settings)} link settings (payload parts)", fontsize=9)
     return _save(fig, out_dir, "bler_vs_snr")
 
 

@@ -150,10 +150,12 @@ def draw_bler_bounds(ax, bounds: pd.DataFrame, colors: dict[str, str], target: f
         what = f"{r.modulation}-QAM AWGN limit" if r.family == "awgn" else "Rayleigh ergodic limit (Gaussian input)"
         ax.axvline(r.limit_db, color=colors[r.channel], linestyle=":", linewidth=1.2,
                    label=f"{what}, R={r.code_rate:.3g}: {r.limit_db:.2f} dB")
+    several = len(bounds.drop_duplicates(["modulation", "code_rate"])) > 1  # name the setting of each cross
     for r in bounds.dropna(subset=["threshold_db"]).itertuples():
         gap = f", gap {r.gap_db:.2f} dB" if np.isfinite(r.gap_db) else ""
+        setting = f" {r.modulation}-QAM R={r.code_rate:.3g}" if several else ""
         ax.plot([r.threshold_db], [target], marker="x", markersize=7, linestyle="none", color=colors[r.channel],
-                label=f"{r.channel}: BLER {target:g} at {r.threshold_db:.2f} dB{gap}")
+                label=f"{r.channel}{setting}: BLER {target:g} at {r.threshold_db:.2f} dB{gap}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,8 +8,9 @@ A method says which path it takes by its ``kind``; a third payload kind is one m
 class in :data:`PAYLOAD_KINDS`, with no edit to the runner.
 
 * ``digital`` (:class:`DigitalPath`): bitstreams over the bit-true link (code-block
-  segmentation, CRC, LDPC, QAM, channel, BP decoding); the error policy decides what is decoded
-  again (:mod:`simlink.sweep.receiver`).
+  segmentation, CRC, LDPC, QAM, channel, BP decoding), each named payload part in its own code
+  blocks with its own link settings (:mod:`simlink.phy.parted`); the error policy decides, part by
+  part, what is concealed and what is decoded again (:mod:`simlink.sweep.receiver`).
 * ``analog`` (:class:`AnalogPath`): channel symbols over the analog link; every image is decoded
   from what arrived (nothing is lost).
 
@@ -31,10 +32,11 @@ import numpy as np
 
 from simlink.errors import SimlinkError
 from simlink.hashing import derive_seed
-from simlink.methods.base import AnalogPayload, DigitalPayload, ImageKeys, Method, OperatingPoint, Payload, Reception
+from simlink.methods.base import (DEFAULT_PART, AnalogPayload, DigitalPayload, ImageKeys, Method, OperatingPoint, Payload,
+                                  PayloadPart, Reception)
 from simlink.metrics.stats import proportion_ci
 from simlink.registry import Registry
-from simlink.sweep.receiver import Outcome, apply_error_policy, concealment_images
+from simlink.sweep.receiver import Outcome, PartDelivery, apply_error_policy, concealment_images
 
 #: Payload paths by payload kind (a method's ``kind``).
 PAYLOAD_KINDS: Registry[type["PayloadPath"]] = Registry("payload kind")
@@ -268,28 +270,42 @@ class PayloadPath(ABC):
 
 @dataclass
 class DigitalTx:
-    """The digital transmitter side of one (method, op): ``streams`` per image (image-set order)
-    and their link ``frame`` (:class:`~simlink.phy.link.TxFrame`)."""
+    """The digital transmitter side of one (method, op): every part's streams per image
+    (``parts``, image-set order), the method's part declarations (``specs``) and their link
+    ``frame`` (:class:`~simlink.phy.parted.PartedFrame`)."""
 
-    streams: list[bytes]
+    parts: dict[str, list[bytes]]
+    specs: dict[str, PayloadPart]
     frame: Any
+
+
+#: Per-part columns of a payload with named parts: ``<column>_<part>``.
+PART_COLUMNS = ("bpp", "cpp", "modulation", "code_k", "code_n", "code_rate", "bler", "bler_ci", "ber", "lost_frac",
+                "n_blocks", "n_block_errors")
 
 
 @register_payload_kind
 class DigitalPath(PayloadPath):
-    """Bitstreams through :class:`~simlink.phy.link.DigitalLink`; the scenario's error policy."""
+    """Bitstreams (one or more named parts) through :class:`~simlink.phy.parted.PartedLink`; the
+    scenario's error policy, part by part."""
 
     kind = "digital"
 
     def __init__(self, scenario, device: str) -> None:
-        from simlink.phy.link import DigitalLink
+        from simlink.phy.parted import PartedLink
 
         super().__init__(scenario, device)
-        self.link = DigitalLink(scenario.link, device=device)
+        self.link = PartedLink(scenario.link, device=device)
 
     def check_payload(self, method, op, payload, n):
-        if not isinstance(payload, DigitalPayload) or len(payload.streams) != n:
+        if not isinstance(payload, DigitalPayload) or len(payload) != n:
             raise SimlinkError(f"{method.name} {op.label}: encode must return one bitstream per image")
+        declared = [part.name for part in method.payload_parts()]
+        if len(set(declared)) != len(declared):
+            raise SimlinkError(f"{method.name}: payload_parts() names a part twice: {declared}")
+        if sorted(payload.parts) != sorted(declared):
+            raise SimlinkError(f"{method.name} {op.label}: encode returned parts {list(payload.parts)}, "
+                               f"the method declares {declared} (Method.payload_parts)")
 
     def check_clean(self, method, op, rec, index):
         if not np.all(rec.ok):
@@ -297,49 +313,83 @@ class DigitalPath(PayloadPath):
             raise SimlinkError(f"{method.name} {op.label}: cannot decode its own error-free streams for images {bad}")
 
     def prepare(self, src) -> "DigitalTx":
-        """Every image's stream in image-set order, and the link frame of them all."""
-        streams: list[bytes] = [b""] * src.num_images
+        """Every part's streams in image-set order (the method's part order), and their frame."""
+        specs = {part.name: part for part in src.method.payload_parts()}
+        parts: dict[str, list[bytes]] = {name: [b""] * src.num_images for name in specs}
         for g, p in zip(src.groups, src.payloads):
-            for i, s in zip(g.index, p.streams):
-                streams[i] = s
-        return DigitalTx(streams, self.link.prepare(streams))
+            for name, streams in p.parts.items():
+                for i, stream in zip(g.index, streams):
+                    parts[name][i] = stream
+        return DigitalTx(parts, specs, self.link.prepare(parts))
 
     def transmit(self, src, channel, snr_db, seed):
         return self.link.transmit(src.tx.frame, channel, snr_db, seed)
 
     def outcome(self, src, rx, measure, conceal):
-        sent = src.tx.streams
+        tx = src.tx
+        deliveries = {name: PartDelivery(tx.parts[name], rx.parts[name].streams, rx.parts[name].image_ok,
+                                         tx.specs[name].essential) for name in tx.parts}
 
-        def redecode(idx: np.ndarray, streams: list[bytes]):
-            by_index = dict(zip(idx.tolist(), streams))
-            return decode_and_measure(src, measure, idx, lambda g, pos: DigitalPayload(
-                [by_index[int(i)] for i in src.groups[g].index[pos]]))
+        def received(g: int, pos: np.ndarray) -> DigitalPayload:
+            images = src.groups[g].index[pos].tolist()
+            return DigitalPayload(parts={name: [r.streams[i] for i in images] for name, r in rx.parts.items()},
+                                  erasures={name: [r.erasures[i] for i in images] for name, r in rx.parts.items()})
 
-        return apply_error_policy(self.scenario.error_policy, sent, rx.streams, rx.image_ok, src.clean,
-                                  _complete(conceal, src, measure), redecode)
+        return apply_error_policy(self.scenario.error_policy, deliveries, src.clean,
+                                  _complete(conceal, src, measure),
+                                  lambda idx: decode_and_measure(src, measure, idx, received))
 
     def row_fields(self, src, rx, outcome, snr_db):
         from simlink.phy.snr import ebno_db
 
-        link = self.scenario.link
-        bits = 8 * src.tx.frame.stream_lengths
-        uses = np.asarray(rx.channel_uses, dtype=np.int64)
+        frame = src.tx.frame
+        bits, uses = frame.num_bits, np.asarray(rx.channel_uses, dtype=np.int64)
         total_bits, total_uses = int(bits.sum()), int(uses.sum())
         bler, bler_ci = rate_ci(int(rx.num_block_errors), int(rx.num_blocks))
-        return {
+        per_part = {name: self._part_fields(src, name, rx.parts[name]) for name in frame.parts}
+        shared = {k: _same([f[k] for f in per_part.values()]) for k in ("modulation", "code_k", "code_n", "code_rate")}
+        row = {
             "bpp": float(np.mean(bits / src.pixels)),
             "cpp": float(np.mean(uses / src.pixels)),
             "ebno_db": float(ebno_db(snr_db, total_bits, total_uses)) if total_bits and total_uses else math.nan,
-            "modulation": int(link.modulation),
-            "code_k": int(link.code.k),
-            "code_n": int(link.code.n),
-            "code_rate": link.code.k / link.code.n,
+            **shared,
             "bler": bler,
             "bler_ci": bler_ci,
             "ber": rx.bit_errors / total_bits if total_bits else math.nan,
             "n_blocks": int(rx.num_blocks),
             "n_block_errors": int(rx.num_block_errors),
         }
+        if list(frame.parts) != [DEFAULT_PART]:
+            for name, fields in per_part.items():
+                row.update({f"{k}_{name}": fields[k] for k in PART_COLUMNS})
+        return row
+
+    def _part_fields(self, src, name: str, r) -> dict:
+        """The :data:`PART_COLUMNS` of part ``name`` (without the suffix)."""
+        link = self.scenario.link.for_part(name)
+        f = src.tx.frame.parts[name]
+        bits = int(f.num_bits.sum())
+        sends = f.blocks_per_image > 0  # images that send this part at all
+        bler, bler_ci = rate_ci(int(r.num_block_errors), int(r.num_blocks))
+        return {
+            "bpp": float(np.mean(f.num_bits / src.pixels)),
+            "cpp": float(np.mean(f.channel_uses / src.pixels)),
+            "modulation": int(link.modulation),
+            "code_k": int(link.code.k),
+            "code_n": int(link.code.n),
+            "code_rate": link.code.k / link.code.n,
+            "bler": bler,
+            "bler_ci": bler_ci,
+            "ber": r.bit_errors / bits if bits else math.nan,
+            "lost_frac": float(np.mean(~r.image_ok[sends])) if sends.any() else math.nan,
+            "n_blocks": int(r.num_blocks),
+            "n_block_errors": int(r.num_block_errors),
+        }
+
+
+def _same(values: list):
+    """The common value of a link setting over the parts, NaN where the parts differ."""
+    return values[0] if all(v == values[0] for v in values) else math.nan
 
 
 def _complete(conceal: dict[str, np.ndarray], src: SourceSide, measure) -> dict[str, np.ndarray]:
