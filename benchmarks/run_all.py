@@ -6,7 +6,10 @@ measured in the same run.
 2. link throughput: information bits per second through simlink's digital link vs a bare
    Sionna chain with the same code, modulation, channel and batch (ratio, target >= 0.9);
 3. SNR sweep cost: the wall time of a sweep over 8 SNR points vs the same sweep over 1
-   (ratio, target < 2, because the source side is encoded once and reused).
+   (ratio, target < 2, because the source side is encoded once and reused);
+4. validate: wall time of `simlink validate scenarios/quickstart.yaml` in a fresh process
+   (goal < 2 s; it imports neither torch nor Sionna), against a bare `python -c "import simlink"`
+   in the same run (the interpreter's own start-up).
 
 Usage: ``python benchmarks/run_all.py [--quick]``; prints a table and writes
 ``results/bench/bench.json``.
@@ -41,6 +44,26 @@ def bench_quickstart() -> dict:
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return {"quickstart_wall_s": round(wall, 2), "quickstart_peak_mem_gb": round(peak_kib / 2**20, 3),
             "budget_wall_s": 300, "budget_mem_gb": 4.0}
+
+
+def bench_validate(repeats: int = 5) -> dict:
+    """Median wall time of ``simlink validate`` of the quickstart in a fresh process, and of a bare
+    ``import simlink`` (the baseline: interpreter start-up and the package's own import)."""
+    import statistics
+
+    def timed(cmd: list[str]) -> float:
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    exe = Path(sys.executable).with_name("simlink")
+    validate = timed([str(exe), "validate", str(ROOT / "scenarios" / "quickstart.yaml")])
+    bare = timed([sys.executable, "-c", "import simlink"])
+    return {"validate_s": round(validate, 3), "import_simlink_s": round(bare, 3),
+            "ratio_validate_over_import": round(validate / bare, 2), "goal_validate_s": 2.0}
 
 
 SOURCE_STAGES = ("data", "link_setup", "encode", "decode", "metrics", "link_prepare")
@@ -120,6 +143,9 @@ def main() -> None:
     print("== SNR sweep cost (8 points vs 1) ==", flush=True)
     results["snr_sweep"] = bench_snr_sweep()
     print(json.dumps(results["snr_sweep"], indent=2), flush=True)
+    print("== simlink validate ==", flush=True)
+    results["validate"] = bench_validate()
+    print(json.dumps(results["validate"], indent=2), flush=True)
     print("== quickstart (make run) ==", flush=True)
     results["quickstart"] = bench_quickstart()
     print(json.dumps(results["quickstart"], indent=2), flush=True)
@@ -132,6 +158,9 @@ def main() -> None:
     print(f"    source side (encoded once) 8 / 1        : {sw['source_side_ratio_8_over_1']:.3f}"
           f"   ({sw['source_side_8_snr_s']:.1f} s vs {sw['source_side_1_snr_s']:.1f} s)")
     print(f"    link per SNR point (BP on this device)  : {sw['link_s_per_snr_point_8']:.2f} s")
+    v = results["validate"]
+    print(f"  simlink validate (quickstart)             : {v['validate_s']:.2f} s   (goal < 2 s; bare import "
+          f"{v['import_simlink_s']:.2f} s, ratio {v['ratio_validate_over_import']:.1f})")
     q = results["quickstart"]
     print(f"  quickstart wall time / peak memory        : {q['quickstart_wall_s']:.1f} s / {q['quickstart_peak_mem_gb']:.2f} GB"
           "   (budget 300 s / 4 GB)")

@@ -2,6 +2,9 @@
 
 A process killed at any moment leaves either the previous or the new complete file, never half
 of one. Used by the result store and the model cache.
+
+The file ends with the permissions a plain ``open(path, "w")`` would give it (``0o666`` less the
+process umask), not the ``0o600`` of :func:`tempfile.mkstemp`.
 """
 
 from __future__ import annotations
@@ -10,8 +13,34 @@ import io
 import json
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
+
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask, read at each call (it can change while the process runs).
+
+    On Linux it is read from ``/proc/self/status`` (no side effect); elsewhere with two
+    :func:`os.umask` calls under a lock (the umask is ``0o077`` for the instant in between, so a file
+    another thread creates then is at worst too private, never too open)."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
+
+
+def _default_mode() -> int:
+    return 0o666 & ~current_umask()
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -21,9 +50,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
+            if hasattr(os, "fchmod"):
+                os.fchmod(f.fileno(), _default_mode())
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        if not hasattr(os, "fchmod"):
+            os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -17,7 +17,9 @@ from rich.table import Table
 
 from simlink.errors import SimlinkError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="End-to-end semantic image communication over a real 5G link.")
+# Plain (click) help: typer's rich help prints a "<bool>" type beside every flag, --help included.
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="End-to-end semantic image communication over a real 5G link.")
 err = Console(stderr=True)
 # Piped output (batch logs) gets a wide console instead of rich's 80-column default.
 out = Console() if sys.stdout.isatty() else Console(width=200)
@@ -37,6 +39,10 @@ def run(
     overwrite: bool = typer.Option(False, help="discard results already in the output folder instead of resuming"),
     no_plots: bool = typer.Option(False, "--no-plots", help="skip drawing plots"),
     cache: Optional[Path] = typer.Option(None, help="model cache folder (default $SIMLINK_CACHE or ~/.cache/simlink)"),
+    progress_every: Optional[float] = typer.Option(
+        None, "--progress-every", min=0.001, metavar="SECONDS",
+        help="when stderr is not a terminal (batch logs): seconds between progress lines "
+             "(default $SIMLINK_PROGRESS_S or 30)"),
 ) -> None:
     """Run a scenario's sweep; trains missing learned models first; resumes from results already in the output folder."""
     from simlink.scenario import load_scenario
@@ -46,7 +52,8 @@ def run(
         sc = load_scenario(scenario)
         target = out_dir or Path("results") / sc.name
         df = run_scenario(sc, target, scenario_file=str(scenario), device=device, quiet=quiet,
-                          overwrite=overwrite, plots=not no_plots, cache_root=cache)
+                          overwrite=overwrite, plots=not no_plots, cache_root=cache,
+                          progress_every_s=progress_every)
     except SweepInterrupted as e:
         _fail(e, code=130)
     except SimlinkError as e:
@@ -224,7 +231,11 @@ def mutual_information(
         sizes = parse_hidden(hidden)  # before anything slow
         sc = load_scenario(scenario)
         target = out_dir or Path("results") / sc.name
-        with _sigterm_as_interrupt():
+        from simlink.sweep.lock import FolderLock
+        from simlink.sweep.store import prepare_out_dir
+
+        prepare_out_dir(target)
+        with _sigterm_as_interrupt(), FolderLock(target, log):  # it adds columns to the folder's table
             df = scenario_mutual_information(sc, target, log=log, device=device, cache_root=cache,
                                              n_images=n_images, steps=steps, hidden=sizes, seed=seed)
     except KeyboardInterrupt:
@@ -313,7 +324,12 @@ def info() -> None:
     for k, v in package_versions().items():
         out.print(f"{k:14s} {v}")
     out.print(f"{'cuda':14s} {torch.cuda.is_available()} ({torch.cuda.device_count()} devices)")
-    out.print(f"{'git':14s} {git_revision()}")
+    rev = git_revision()
+    if rev["commit"] is None:
+        text = "unknown (not a git checkout, or git is not installed)"
+    else:
+        text = rev["commit"] + (" (uncommitted changes)" if rev["dirty"] else "")
+    out.print(f"{'git':14s} {text}")
 
 
 def main() -> None:  # pragma: no cover - entry point

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 
 from simlink.data.registry import DATASETS
 from simlink.errors import ScenarioError
@@ -23,9 +23,24 @@ from simlink.methods.base import METHODS, MethodConfig
 from simlink.phy.channels import ChannelConfig
 from simlink.phy.config import LinkConfig
 from simlink.schema import Strict as _Strict
-from simlink.schema import format_errors, registered_name, registry_entry, settings_dump
+from simlink.schema import NestedError, format_errors, registered_name, registry_entry, settings_dump
 from simlink.sweep.receiver import ERROR_POLICIES
 from simlink.tasks.kinds import DEFAULT_TASK_KIND, TASK_KINDS, TRAINABLE_ARCHITECTURES
+
+def _not_boolean(noun: str):
+    def check(value: Any) -> Any:
+        if isinstance(value, bool):  # YAML true/false; pydantic would take it as 1/0
+            raise NestedError([("", f"{str(value).lower()} is not {noun}")])
+        return value
+
+    return BeforeValidator(check)
+
+
+#: An integer field that refuses YAML ``true`` / ``false`` (``dataset.n_images: true is not an integer``).
+Int = Annotated[int, _not_boolean("an integer")]
+OptionalInt = Annotated[int | None, _not_boolean("an integer")]
+#: A float field that refuses YAML ``true`` / ``false`` (integers are fine).
+Float = Annotated[float, _not_boolean("a number")]
 
 #: One ``methods:`` entry: its ``name`` picks the registered method, whose ``Config`` validates it.
 MethodEntry = registry_entry(METHODS, MethodConfig, model_of=lambda m: m.Config)
@@ -36,20 +51,41 @@ class DatasetConfig(_Strict):
 
     ``root`` is a folder (relative paths are taken from the current working directory);
     without it, ``$SIMLINK_DATA/<name>`` and ``~/.cache/simlink/datasets/<name>`` are searched.
+    What the dataset's registry record declares is checked here, not at run time: ``image_size``
+    against its ``sizes`` (synthetic: 32, 64), ``n_images`` against its ``split_sizes``
+    (synthetic: train 10000, val 1000, test 1000), and options such as ``skip_unreadable``
+    (``folder`` only: skip files that cannot be decoded, with a warning each) against ``options``.
     """
 
     name: registered_name(DATASETS) = "synthetic"
     split: str = "test"
-    n_images: int = Field(16, ge=1, description="images sent per cell (a seeded, class-balanced sample)")
-    image_size: int | None = Field(None, ge=8, description="square size in pixels; None = native")
+    n_images: Int = Field(16, ge=1, description="images sent per cell (a seeded, class-balanced sample)")
+    image_size: OptionalInt = Field(None, ge=8, description="square size in pixels; None = native")
     root: str | None = None
     download: bool = False
+    skip_unreadable: bool = Field(False, description="folder: skip (with a warning) image files that cannot "
+                                  "be decoded instead of failing; the names are kept on the loaded ImageSet")
 
     @model_validator(mode="after")
     def _known_split(self) -> "DatasetConfig":
-        splits = list(DATASETS[self.name].splits)
+        spec = DATASETS[self.name]
+        splits = list(spec.splits)
         if splits and self.split not in splits:
             raise ValueError(f"split {self.split!r} is not one of {', '.join(splits)} for dataset {self.name!r}")
+        problems = []
+        if spec.sizes and self.image_size is not None and self.image_size not in spec.sizes:
+            problems.append(("image_size", f"{self.image_size} is not one of {', '.join(map(str, spec.sizes))} "
+                                           f"for dataset {self.name!r}"))
+        available = spec.split_sizes.get(self.split)
+        if available is not None and self.n_images > available:
+            problems.append(("n_images", f"{self.n_images} is more than the {available} images of "
+                                         f"{self.name}/{self.split}"))
+        if self.skip_unreadable and "skip_unreadable" not in spec.options:
+            takes = [n for n, s in DATASETS.items() if "skip_unreadable" in s.options]
+            problems.append(("skip_unreadable", f"not an option of dataset {self.name!r} "
+                                                f"(only of {', '.join(takes) or 'none'})"))
+        if problems:
+            raise NestedError(problems)
         return self
 
 
@@ -65,12 +101,12 @@ class TaskTrainConfig(_Strict):
     """
 
     split: str = "train"
-    n_images: int | None = Field(None, ge=2)
-    epochs: int = Field(10, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    batch_size: int = Field(64, ge=2)
+    n_images: OptionalInt = Field(None, ge=2)
+    epochs: Int = Field(10, ge=1)
+    lr: Float = Field(1e-3, gt=0)
+    batch_size: Int = Field(64, ge=2)
     augment: bool = True
-    width: int = Field(32, ge=1)
+    width: Int = Field(32, ge=1)
 
 
 class TaskConfig(_Strict):
@@ -104,9 +140,9 @@ class TaskConfig(_Strict):
 class SNRRange(_Strict):
     """``snr_db: {start, stop, step}`` — an inclusive range of Es/N0 values in dB."""
 
-    start: float
-    stop: float
-    step: float = Field(gt=0)
+    start: Float
+    stop: Float
+    step: Float = Field(gt=0)
 
     def values(self) -> list[float]:
         n = int(math.floor((self.stop - self.start) / self.step + 1e-9)) + 1
@@ -122,7 +158,7 @@ class Scenario(_Strict):
     description: str = ""
     plugins: list[str] = Field(default_factory=list, description="modules or .py files that register methods, "
                                "channels, task kinds or datasets; imported before the rest is validated")
-    seed: int = Field(0, ge=0, lt=2**63)
+    seed: Int = Field(0, ge=0, lt=2**63)
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     dataset: DatasetConfig = DatasetConfig()
     methods: list[MethodEntry] = Field(min_length=1)
@@ -131,7 +167,21 @@ class Scenario(_Strict):
     snr_db: list[float] | SNRRange = Field(description="Es/N0 per complex channel use, dB")
     task: TaskConfig | None = None
     error_policy: Literal[ERROR_POLICIES] = "conceal"
-    repeats: int = Field(1, ge=1, description="independent channel draws per (method, op, channel, SNR)")
+    repeats: Int = Field(1, ge=1, description="independent channel draws per (method, op, channel, SNR)")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: Any, handler) -> "Scenario":
+        """``true`` / ``false`` where a number is expected is an error (pydantic would take it as 1 / 0).
+        This module's fields refuse them up front (:data:`Int`, :data:`Float`); this catch-all
+        compares the raw data with the validated model, so it also covers the fields of link,
+        method and channel models (when the coerced value passed their other checks)."""
+        model = handler(data)
+        if isinstance(data, dict):
+            problems = list(_coerced_booleans(data, model, ""))
+            if problems:
+                raise NestedError(problems)
+        return model
 
     @model_validator(mode="before")
     @classmethod
@@ -149,6 +199,15 @@ class Scenario(_Strict):
 
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", v):
             raise ValueError(f"{v!r} is not one of auto, cpu, cuda, cuda:N")
+        return v
+
+    @field_validator("snr_db", mode="before")
+    @classmethod
+    def _snr_not_boolean(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            bad = [(str(i), f"{str(x).lower()} is not a number") for i, x in enumerate(v) if isinstance(x, bool)]
+            if bad:
+                raise NestedError(bad)
         return v
 
     @field_validator("snr_db")
@@ -173,7 +232,18 @@ class Scenario(_Strict):
         if dup:
             raise ValueError(f"methods: {', '.join(dup)} appear more than once; give each entry a distinct 'label'")
         self._known_parts()
+        self._train_split_size()
         return self
+
+    def _train_split_size(self) -> None:
+        """``task.train.n_images`` fits the training split when the dataset declares its split sizes."""
+        train = self.task.train if self.task is not None else None
+        if train is None or train.n_images is None:
+            return
+        available = DATASETS[self.dataset.name].split_sizes.get(train.split)
+        if available is not None and train.n_images > available:
+            raise NestedError([("task.train.n_images", f"{train.n_images} is more than the {available} images of "
+                                                       f"{self.dataset.name}/{train.split}")])
 
     def _known_parts(self) -> None:
         """Every ``link.parts`` entry names a part that a digital method of the scenario sends."""
@@ -188,8 +258,6 @@ class Scenario(_Strict):
                 sent.update(dict.fromkeys(p.name for p in method.payload_parts()))
         unknown = [name for name in self.link.parts if name not in sent]
         if unknown:
-            from simlink.schema import NestedError
-
             raise NestedError([(f"link.parts.{name}", f"no digital method of this scenario sends a part named "
                                 f"{name!r} (parts sent: {', '.join(sent) or 'none'})") for name in unknown])
 
@@ -297,6 +365,29 @@ def import_plugin(spec: str, where: str = "plugins") -> None:
         raise ValueError(f"{where}: cannot import {spec!r}: {type(exc).__name__}: {exc}") from None
 
 
+def _coerced_booleans(raw: Any, value: Any, path: str):
+    """``(path, text)`` for each YAML boolean in ``raw`` that validation turned into a number in
+    ``value`` (walks models, mappings and lists in parallel)."""
+    from pydantic import BaseModel
+
+    if isinstance(raw, bool):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            noun = "an integer" if isinstance(value, int) else "a number"
+            yield path, f"{str(raw).lower()} is not {noun}"
+    elif isinstance(value, BaseModel) and isinstance(raw, dict):
+        for name, info in type(value).model_fields.items():
+            key = info.alias or name
+            if key in raw:
+                yield from _coerced_booleans(raw[key], getattr(value, name, None), f"{path}.{key}".lstrip("."))
+    elif isinstance(raw, dict) and isinstance(value, dict):
+        for key, item in raw.items():
+            if key in value:
+                yield from _coerced_booleans(item, value[key], f"{path}.{key}".lstrip("."))
+    elif isinstance(raw, (list, tuple)) and isinstance(value, (list, tuple)) and len(raw) == len(value):
+        for i, (r, v) in enumerate(zip(raw, value)):
+            yield from _coerced_booleans(r, v, f"{path}.{i}".lstrip("."))
+
+
 def _channel_label(c: Any) -> str:
     return getattr(c, "label", None) or c.name
 
@@ -316,14 +407,25 @@ def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario YAML file.
 
     Raises:
-        ScenarioError: file missing or unreadable, YAML syntax error (with line/column), or
+        ScenarioError: file missing, a directory, unreadable or not UTF-8 text, YAML syntax error (with line/column), or
             invalid content (one line per problem: ``file: field.path: what is wrong``).
     """
     p = Path(path)
+    if p.is_dir():
+        raise ScenarioError(f"{p}: is a directory, not a scenario file (give the path of a .yaml file)")
     if not p.is_file():
         raise ScenarioError(f"{p}: scenario file not found")
     try:
-        data = yaml.safe_load(p.read_text())
+        raw = p.read_bytes()
+    except OSError as e:
+        raise ScenarioError(f"{p}: cannot read the scenario file: {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ScenarioError(f"{p}: not a text file (UTF-8): byte 0x{raw[e.start]:02x} at offset {e.start} "
+                            "cannot be decoded; a scenario is a YAML text file") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""

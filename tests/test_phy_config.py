@@ -13,6 +13,7 @@ from simlink.phy import CHANNELS, AWGNChannel, ChannelConfig, CodeConfig, LinkCo
 from simlink.errors import ScenarioError
 from simlink.phy.channels import Channel, register_channel
 from simlink.scenario import parse_scenario
+from conftest import REPO
 from simlink.phy.snr import (
     ebno_db,
     esno_db_from_ebno,
@@ -143,3 +144,61 @@ def test_nominal_values():
     assert nominal_spectral_efficiency(cfg) == pytest.approx(4 * 1000 / 1536)
     assert nominal_spectral_efficiency(cfg, include_crc=True) == pytest.approx(4 * 1024 / 1536)
     assert nominal_ebno_db(10.0, cfg) == pytest.approx(10.0 - 10 * math.log10(4000 / 1536))
+
+
+def _sionna_verdict(k: int, n: int):
+    """``(valid, parameters)`` by building Sionna's encoder (the reference)."""
+    import warnings
+
+    from sionna.phy.fec.ldpc import LDPC5GEncoder
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            enc = LDPC5GEncoder(k, n, device="cpu")
+    except ValueError:
+        return False, None
+    params = {"z": enc.z, "k_ldpc": enc.k_ldpc, "n_ldpc": enc.n_ldpc, "n_cb_comp": enc.n_cb_comp}
+    return n <= enc.n_cb_comp, params
+
+
+def _grid():
+    rng = np.random.default_rng(0)
+    edges = [(292, 600), (293, 600), (3824, 5700), (3825, 5700), (3840, 15360), (3841, 15400), (640, 1000),
+             (641, 1000), (560, 900), (561, 900), (192, 400), (193, 400), (12, 60), (11, 40), (8448, 8900),
+             (8449, 9000), (1000, 5000), (1000, 5001), (1000, 1052), (1000, 1053), (2000, 2999), (2000, 6001),
+             (4000, 11999), (4000, 12001), (100, 101), (512, 768), (512, 1536), (1024, 1536), (8448, 25344)]
+    ks = rng.integers(12, 8449, 70)
+    rates = rng.uniform(0.15, 0.97, 70)
+    return edges + [(int(k), max(int(k) + 1, int(round(k / r)))) for k, r in zip(ks, rates)]
+
+
+def test_5g_ldpc_rules_agree_with_sionna():
+    """The plain-Python TS 38.212 rules (base graph, lifting size, rate limits, circular buffer)
+    decide validity and parameters exactly as Sionna's encoder on a grid of (k, n)."""
+    from simlink.phy.config import ldpc5g_parameters, ldpc5g_problem
+
+    disagree = []
+    for k, n in _grid():
+        valid, params = _sionna_verdict(k, n)
+        ours = ldpc5g_problem(k, n) is None
+        if ours != valid:
+            disagree.append((k, n, valid, ldpc5g_problem(k, n)))
+        if params is not None:
+            mine = ldpc5g_parameters(k, n)
+            if {key: mine[key] for key in params} != params:
+                disagree.append((k, n, params, mine))
+    assert not disagree, disagree
+    verdicts = [ldpc5g_problem(k, n) is None for k, n in _grid()]
+    assert 10 < sum(verdicts) < len(verdicts) - 10  # the grid has both kinds
+
+
+def test_validate_imports_neither_torch_nor_sionna(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; from typer.testing import CliRunner; from simlink.cli import app; "
+            "r = CliRunner().invoke(app, ['validate', 'scenarios/quickstart.yaml']); "
+            "print(r.exit_code, 'torch' in sys.modules, 'sionna' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.stdout.split()[-3:] == ["0", "False", "False"], out.stdout + out.stderr

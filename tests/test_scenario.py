@@ -124,7 +124,7 @@ def _v1_context_hash(sc) -> str:
     ``link.parts`` came later)."""
     from simlink.hashing import stable_hash
 
-    ctx = {"dataset": sc.dataset.model_dump(exclude={"download"}),
+    ctx = {"dataset": sc.dataset.model_dump(exclude={"download", "skip_unreadable"}),
            "link": sc.link.model_dump(exclude={"max_codewords_per_batch", "parts"}), "seed": sc.seed,
            "error_policy": sc.error_policy}
     if sc.task is not None:

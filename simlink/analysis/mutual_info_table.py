@@ -196,7 +196,8 @@ def compute_mutual_information(
 
     d = scenario.dataset
     data = load_dataset(d.name, split=d.split, n_images=d.n_images, image_size=d.image_size,
-                        root=d.root, seed=scenario.seed, download=d.download)
+                        root=d.root, seed=scenario.seed, download=d.download,
+                        skip_unreadable=d.skip_unreadable)
     if n_images is not None:
         data = data.subset(slice(0, n_images))
     data.require_uniform("simlink mi (the estimators see every image as one vector)")

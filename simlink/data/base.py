@@ -6,6 +6,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from simlink.errors import SimlinkError
+
+
+class DatasetError(SimlinkError, ValueError):
+    """A dataset's files cannot serve the scenario as written: an unreadable (corrupt, truncated)
+    image, or fewer usable images than ``n_images``. One line naming the file or folder; the CLI
+    prints it without a traceback. Also a ``ValueError``, like the loaders' other argument errors."""
+
 
 def _describe(a) -> str:
     """``uint8[2, 3]``-style description of an array (or the type name of anything else)."""
@@ -41,6 +49,8 @@ class ImageSet:
         split: split name (``"train"``, ``"test"``, ...).
         ignore_index: mask value to ignore in losses and mIoU (``None`` if none).
         meta: free-form provenance (root folder, file names, seed ...).
+        skipped: names of files left out because they could not be read (``folder`` with
+            ``skip_unreadable=True``); empty otherwise. Kept by :meth:`subset`.
     """
 
     images: np.ndarray | list[np.ndarray]
@@ -51,6 +61,7 @@ class ImageSet:
     split: str = ""
     ignore_index: int | None = None
     meta: dict = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if isinstance(self.images, (list, tuple)):
@@ -231,4 +242,5 @@ class ImageSet:
             split=self.split,
             ignore_index=self.ignore_index,
             meta=dict(self.meta),
+            skipped=list(self.skipped),
         )

@@ -5,9 +5,9 @@ A new dataset is one :class:`DatasetSpec` given to :func:`register_dataset`."""
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from simlink.data import synthetic
 from simlink.data.base import ImageSet
@@ -28,6 +28,13 @@ class DatasetSpec:
         has_masks: images carry segmentation masks (``None``: depends on the files).
         loader: ``loader(split, n_images, image_size, root, seed, download) -> ImageSet``.
         downloadable: ``download=True`` can fetch it.
+        sizes: the ``image_size`` values the loader accepts (empty: any); checked when a
+            scenario is validated.
+        split_sizes: images per split for data of fixed size (embedded or generated); a scenario's
+            ``n_images`` (and ``task.train.n_images``) above it is a validation error. Empty:
+            unknown until the files are read.
+        options: extra keyword options the loader accepts beyond the six above (scenario
+            ``dataset:`` keys, e.g. ``"skip_unreadable"``); asking another dataset for one is an error.
     """
 
     name: str
@@ -37,6 +44,9 @@ class DatasetSpec:
     has_masks: bool | None
     loader: Callable[..., ImageSet]
     downloadable: bool = False
+    sizes: tuple[int, ...] = ()
+    split_sizes: Mapping[str, int] = field(default_factory=dict)
+    options: tuple[str, ...] = ()
 
 
 #: Every dataset by its scenario name (``dataset.name``), in registration order.
@@ -51,7 +61,8 @@ def register_dataset(spec: DatasetSpec) -> DatasetSpec:
 for _spec in [
     DatasetSpec("synthetic",
                 "embedded procedural shapes on textures, 32x32 or 64x64, 8 classes + masks, no files",
-                tuple(synthetic.SPLIT_SIZES), True, True, synthetic.load_synthetic),
+                tuple(synthetic.SPLIT_SIZES), True, True, synthetic.load_synthetic,
+                sizes=synthetic.ALLOWED_SIZES, split_sizes=dict(synthetic.SPLIT_SIZES)),
     DatasetSpec("cifar10", "CIFAR-10, 32x32, 10 classes (official python batches or packed npz)",
                 cifar10.SPLITS, True, False, cifar10.load_cifar10, downloadable=True),
     DatasetSpec("stl10", "STL-10, 96x96, 10 classes (official binary)",
@@ -61,7 +72,7 @@ for _spec in [
     DatasetSpec("cityscapes", "Cityscapes, 2048x1024, 19 train-id classes (official leftImg8bit + gtFine)",
                 cityscapes.SPLITS, False, True, cityscapes.load_cityscapes),
     DatasetSpec("folder", "every image file in `root` sorted by name (e.g. Kodak), no labels",
-                (), False, False, folder.load_folder),
+                (), False, False, folder.load_folder, options=("skip_unreadable",)),
     DatasetSpec("npz", "any packed offline .npz (`root` = file, or folder with <split>.npz)",
                 (), None, None, npz.load_npz),
 ]:
@@ -83,7 +94,8 @@ def _check_int(name: str, value, minimum: int, allow_none: bool = True) -> int |
 
 
 def load_dataset(name: str, split: str = "test", n_images: int | None = None, image_size: int | None = None,
-                 root: str | Path | None = None, seed: int = 0, download: bool = False) -> ImageSet:
+                 root: str | Path | None = None, seed: int = 0, download: bool = False,
+                 skip_unreadable: bool = False) -> ImageSet:
     """Load a registered dataset.
 
     Args:
@@ -98,6 +110,8 @@ def load_dataset(name: str, split: str = "test", n_images: int | None = None, im
         seed: non-negative integer for the subset shuffle (synthetic: for generation).
         download: fetch the official archive into ``~/.cache/simlink/datasets/<name>`` when missing
             (cifar10, stl10).
+        skip_unreadable: ``folder`` only: skip files that cannot be decoded, with a warning each;
+            their names are in the result's ``skipped``.
 
     Returns:
         :class:`ImageSet`: ``uint8[N, H, W, 3]`` images, ``int64[N]`` labels or ``None``,
@@ -110,7 +124,8 @@ def load_dataset(name: str, split: str = "test", n_images: int | None = None, im
 
     Raises:
         ValueError: unknown name or split (the allowed ones are listed), bad ``n_images`` /
-            ``image_size`` / ``seed``, ``n_images`` above what is available.
+            ``image_size`` / ``seed`` (or one not in the dataset's ``sizes``), ``n_images`` above
+            what is available, an option the dataset does not take.
         DatasetNotFoundError: the files are missing (every place looked is listed).
     """
     if name not in DATASETS:
@@ -121,5 +136,12 @@ def load_dataset(name: str, split: str = "test", n_images: int | None = None, im
     n_images = _check_int("n_images", n_images, 1)
     image_size = _check_int("image_size", image_size, 1)
     seed = _check_int("seed", seed, 0, allow_none=False)
+    if spec.sizes and image_size is not None and image_size not in spec.sizes:
+        raise ValueError(f"dataset {name!r}: image_size {image_size} is not one of {', '.join(map(str, spec.sizes))}")
+    options = {"skip_unreadable": True} if skip_unreadable else {}
+    for key in options:
+        if key not in spec.options:
+            raise ValueError(f"dataset {name!r} has no option {key!r}"
+                             f"{'; it takes ' + ', '.join(spec.options) if spec.options else ''}")
     return spec.loader(split=split, n_images=n_images, image_size=image_size, root=root, seed=seed,
-                       download=bool(download))
+                       download=bool(download), **options)

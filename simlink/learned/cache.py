@@ -12,6 +12,13 @@ Files are written atomically (temporary file in the same folder + ``os.replace``
 training run never leaves a half-written checkpoint; ``torch.load(..., weights_only=True)``
 reads them back (no pickled code is executed).
 
+Integrity: ``info.json`` records the sha256 of every file of a finished entry (``"sha256":
+{"model.pt": ...}``, written by :meth:`ModelCache.write_info`). :meth:`ModelCache.is_done` checks
+them; an entry whose hash does not match, whose ``info.json`` is garbled, or whose model or
+checkpoint cannot be read is moved aside to ``<entry>.corrupt-<timestamp>`` (never deleted), one
+warning line names it and the reason, and the caller sees a cache miss (it retrains). Entries
+written before the hashes were recorded are trusted as before.
+
 The hashes that make the keys (:func:`~simlink.hashing.stable_hash`,
 :func:`~simlink.hashing.array_fingerprint`, :func:`~simlink.hashing.module_fingerprint`) live in
 :mod:`simlink.hashing`. Importing this module needs no torch.
@@ -19,11 +26,16 @@ The hashes that make the keys (:func:`~simlink.hashing.stable_hash`,
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
+import time
 from pathlib import Path
 
 from simlink.errors import SimlinkError
+
+log = logging.getLogger(__name__)
 
 #: Bump when a change to the training code makes old cached models invalid.
 CODE_VERSION = "1"
@@ -51,6 +63,27 @@ def safe_torch_load(path: str | os.PathLike) -> dict:
         raise SimlinkError(f"{path}: cannot read checkpoint ({exc}); delete the file to retrain") from exc
 
 
+class CorruptCacheEntry(SimlinkError):
+    """A cache entry failed its integrity check; it has been moved aside (``moved_to``)."""
+
+    def __init__(self, message: str, moved_to: Path | None = None) -> None:
+        super().__init__(message)
+        self.moved_to = moved_to
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+#: Files of an entry that ``info.json`` does not hash (itself, and the ever-changing checkpoint).
+_UNHASHED = ("info.json", "checkpoint.pt")
+
+
 class ModelCache:
     """Folder of one cached training job: ``<root>/models/<kind>/<key>/``.
 
@@ -76,11 +109,115 @@ class ModelCache:
         return self.dir / "info.json"
 
     def is_done(self) -> bool:
-        """The finished model is on disk."""
-        return self.model_path.is_file()
+        """The finished model is on disk and passes :meth:`verify` (else the entry is moved aside
+        and this is a miss)."""
+        if not self.model_path.is_file():
+            return False
+        try:
+            self.verify()
+        except CorruptCacheEntry:
+            return False
+        return True
 
     def info(self) -> dict:
-        """``info.json`` as a dict (empty if absent)."""
-        if not self.info_path.is_file():
+        """``info.json`` as a dict (empty if absent, or garbled: then the entry is moved aside)."""
+        try:
+            return self._read_info()
+        except CorruptCacheEntry:
             return {}
-        return json.loads(self.info_path.read_text())
+
+    def _read_info(self) -> dict:
+        try:
+            text = self.info_path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            self.quarantine(f"info.json unreadable ({exc})")
+        try:
+            info = json.loads(text.decode())
+        except (UnicodeDecodeError, ValueError) as exc:
+            self.quarantine(f"info.json garbled ({type(exc).__name__}: {exc})")
+        if not isinstance(info, dict):
+            self.quarantine(f"info.json garbled (a JSON {type(info).__name__}, not an object)")
+        return info
+
+    def verify(self) -> None:
+        """Check the sha256 recorded in ``info.json`` of every file it lists (entries without
+        recorded hashes pass). Raises :class:`CorruptCacheEntry` after moving the entry aside."""
+        info = self._read_info()
+        hashes = info.get("sha256")
+        if hashes is None:
+            return  # written before hashes were recorded: trusted as before
+        if not isinstance(hashes, dict):
+            self.quarantine("info.json garbled (sha256 is not a mapping)")
+        for name, want in sorted(hashes.items()):
+            path = self.dir / name
+            try:
+                got = file_sha256(path)
+            except OSError as exc:
+                self.quarantine(f"{name} unreadable ({type(exc).__name__}: {exc})")
+            if got != want:
+                self.quarantine(f"{name} sha256 mismatch (recorded {str(want)[:12]}, found {got[:12]})")
+
+    def write_info(self, info: dict) -> None:
+        """Write ``info.json`` atomically: ``info`` plus ``"sha256"`` of every file of the entry
+        (``model.pt`` and any other, not ``info.json``, the checkpoint or hidden temporary files).
+        Call it after the entry's files are written."""
+        from simlink.atomic import atomic_write_json
+
+        hashes = {p.name: file_sha256(p) for p in sorted(self.dir.iterdir())
+                  if p.is_file() and p.name not in _UNHASHED and not p.name.startswith(".")}
+        atomic_write_json({**info, "sha256": hashes}, self.info_path)
+
+    def load_model(self):
+        """:func:`safe_torch_load` of ``model.pt`` after :meth:`verify`; an unreadable file moves
+        the entry aside. Raises :class:`CorruptCacheEntry` (entry moved aside), FileNotFoundError."""
+        self.verify()
+        try:
+            return safe_torch_load(self.model_path)
+        except FileNotFoundError:
+            raise
+        except SimlinkError as exc:
+            self.quarantine(f"model.pt unreadable ({_cause(exc)})")
+
+    def load_checkpoint(self) -> dict | None:
+        """The resumable checkpoint, or ``None`` if there is none; an unreadable / truncated one
+        moves the entry aside (and gives ``None``: training restarts)."""
+        if not self.checkpoint_path.is_file():
+            return None
+        try:
+            ck = safe_torch_load(self.checkpoint_path)
+            if not isinstance(ck, dict):
+                raise SimlinkError(f"{self.checkpoint_path}: not a checkpoint (a {type(ck).__name__})")
+        except FileNotFoundError:
+            return None
+        except SimlinkError as exc:
+            try:
+                self.quarantine(f"checkpoint.pt unreadable ({_cause(exc)})")
+            except CorruptCacheEntry:
+                return None
+        return ck
+
+    def quarantine(self, reason: str):
+        """Move the entry folder aside to ``<entry>.corrupt-<timestamp>`` (never deleted), log one
+        warning line, and raise :class:`CorruptCacheEntry`."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        dest = self.dir.with_name(f"{self.dir.name}.corrupt-{stamp}")
+        n = 1
+        while dest.exists():
+            n += 1
+            dest = self.dir.with_name(f"{self.dir.name}.corrupt-{stamp}-{n}")
+        moved: Path | None = dest
+        try:
+            os.replace(self.dir, dest)
+        except FileNotFoundError:
+            moved = None  # already moved by another process
+        reason = " ".join(reason.split())  # one line
+        where = f"moved to {dest}" if moved is not None else "already moved aside"
+        log.warning("model cache entry %s is corrupt: %s; %s, will retrain", self.dir, reason, where)
+        raise CorruptCacheEntry(f"{self.dir}: {reason}", moved)
+
+
+def _cause(exc: BaseException) -> str:
+    cause = exc.__cause__ or exc
+    return f"{type(cause).__name__}: {cause}"

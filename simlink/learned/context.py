@@ -46,7 +46,8 @@ class TrainingContext:
             d = self.dataset
             try:
                 self._sets[key] = load_dataset(d.name, split=split, n_images=n_images, image_size=d.image_size,
-                                               root=d.root, seed=self.seed, download=d.download)
+                                               root=d.root, seed=self.seed, download=d.download,
+                                               skip_unreadable=getattr(d, "skip_unreadable", False))
             except ValueError as exc:
                 raise SimlinkError(f"training data ({d.name}/{split}): {exc}") from exc
             try:

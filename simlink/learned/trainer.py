@@ -36,10 +36,10 @@ from typing import Callable, Mapping
 import numpy as np
 import torch
 
-from simlink.atomic import atomic_torch_save, atomic_write_json
+from simlink.atomic import atomic_torch_save
 from simlink.errors import SimlinkError
 from simlink.hashing import stable_hash
-from simlink.learned.cache import ModelCache, safe_torch_load
+from simlink.learned.cache import CorruptCacheEntry, ModelCache
 from simlink.learned.settings import OptimSettings
 
 __all__ = [
@@ -341,8 +341,8 @@ def train_resumable(
     scheds = step.bound_schedulers()
     result = TrainResult()
     epoch, step_in_epoch, sums, wall_before = 0, 0, {}, 0.0
-    if cache is not None and cache.checkpoint_path.is_file():
-        ck = safe_torch_load(cache.checkpoint_path)
+    ck = cache.load_checkpoint() if cache is not None else None  # unreadable: moved aside, None
+    if ck is not None:
         _load_checkpoint(ck, mods, opts, scheds, str(cache.checkpoint_path))
         epoch, step_in_epoch = int(ck["epoch"]), int(ck["step_in_epoch"])
         sums = {k: float(v) for k, v in ck["sums"].items()}
@@ -457,16 +457,17 @@ def save_finished(
     states = {name: {k: v.detach().cpu() for k, v in m.state_dict().items()} for name, m in mods.items()}
     obj = next(iter(states.values())) if len(states) == 1 else {"format": _MODULES_FORMAT, "modules": states}
     atomic_torch_save(obj, cache.model_path)
-    atomic_write_json({**info, "history": result.history, "wall_s": round(result.wall_s, 3),
-                       "resumed_from": result.resumed_from}, cache.info_path)
+    cache.write_info({**info, "history": result.history, "wall_s": round(result.wall_s, 3),
+                      "resumed_from": result.resumed_from})  # + sha256 of model.pt
     cache.checkpoint_path.unlink(missing_ok=True)
 
 
 def load_finished(modules: Mapping[str, torch.nn.Module] | torch.nn.Module, cache: ModelCache) -> None:
     """Load ``cache.model_path`` (written by :func:`save_finished`, or a bare state dict of one
-    network) into ``modules``. Raises :class:`SimlinkError` when the file's modules differ."""
+    network) into ``modules``. Raises :class:`SimlinkError` when the file's modules differ, and
+    :class:`~simlink.learned.cache.CorruptCacheEntry` (entry moved aside) when it is corrupt."""
     mods = _as_modules(modules)
-    obj = safe_torch_load(cache.model_path)
+    obj = cache.load_model()
     if isinstance(obj, dict) and isinstance(obj.get("modules"), dict) and obj.get("format") == _MODULES_FORMAT:
         saved = obj["modules"]
     elif len(mods) == 1:
@@ -530,8 +531,11 @@ def train_or_load(
     """
     mods = _as_modules(modules)
     if cache.is_done():
-        load_finished(mods, cache)
-        return False
+        try:
+            load_finished(mods, cache)
+            return False
+        except CorruptCacheEntry:
+            pass  # moved aside and logged: retrain
     step = _as_step(make_step(), mods, settings)
     train = ctx.train_images(split, n_images)
     ctx.log(f"training {describe} on {len(train)} images, {settings.epochs} epochs, device {ctx.device} -> {cache.dir}")

@@ -22,7 +22,6 @@ each part in its own code blocks; ``link.parts.<part>`` overrides any of ``code`
 from __future__ import annotations
 
 import math
-import warnings
 from functools import lru_cache
 from typing import Literal
 
@@ -35,24 +34,78 @@ CRC_LENGTHS: dict[str, int] = {"24A": 24, "24B": 24, "24C": 24, "16": 16, "11": 
 """Allowed values of ``link.crc`` (3GPP TS 38.212 Sec. 5.1 polynomials) and their parity lengths."""
 
 
-@lru_cache(maxsize=256)
-def ldpc5g_problem(k: int, n: int) -> str | None:
-    """Why ``(k, n)`` is not a valid 5G NR LDPC code in Sionna, or ``None`` if it is.
+LIFTING_SETS: tuple[tuple[int, ...], ...] = (
+    (2, 4, 8, 16, 32, 64, 128, 256),
+    (3, 6, 12, 24, 48, 96, 192, 384),
+    (5, 10, 20, 40, 80, 160, 320),
+    (7, 14, 28, 56, 112, 224),
+    (9, 18, 36, 72, 144, 288),
+    (11, 22, 44, 88, 176, 352),
+    (13, 26, 52, 104, 208),
+    (15, 30, 60, 120, 240),
+)
+"""Lifting sizes Z of TS 38.212 Table 5.3.2-1, one tuple per set index ``i_LS``."""
 
-    Inputs: ``k`` information bits per codeword, ``n`` codeword bits after rate matching.
-    Output: a reason (Sionna's own error text) or ``None``. Builds a throw-away
-    :class:`sionna.phy.fec.ldpc.LDPC5GEncoder` (cached per ``(k, n)``).
+
+def ldpc5g_parameters(k: int, n: int) -> dict:
+    """The 5G NR LDPC configuration of ``k`` information bits and ``n`` rate-matched bits.
+
+    TS 38.212 Sec. 5.2.2 and 5.3.2, as Sionna's ``LDPC5GEncoder`` applies them (one code block,
+    no repetition): base graph 2 if ``k <= 292``, or ``k <= 3824`` and ``R <= 0.67``, or
+    ``R <= 0.25``, else base graph 1; ``K_b`` = 22 (BG1) or 10 / 9 / 8 / 6 columns (BG2 by ``k``)
+    for the choice of the smallest lifting size ``Z`` with ``K_b Z >= k``; then ``K_b`` = 22 or 10,
+    ``N = 68 Z`` or ``52 Z``, the circular buffer ``N_cb = N - 2Z`` and ``k_filler = K_b Z - k``.
+
+    Written in plain Python (not by building Sionna's encoder) so that validating a scenario
+    imports neither torch nor Sionna; ``tests/test_phy_config.py`` checks it against Sionna.
+
+    Output: ``{"bg", "z", "i_ls", "k_ldpc", "n_ldpc", "n_cb", "k_filler", "n_cb_comp"}`` (ints;
+    ``bg`` is ``"bg1"`` / ``"bg2"``). Assumes ``12 <= k <= 8448`` and ``n > 0``.
     """
-    from sionna.phy.fec.ldpc import LDPC5GEncoder
+    r = k / n
+    bg = "bg2" if (k <= 292 or (k <= 3824 and r <= 0.67) or r <= 0.25) else "bg1"
+    if bg == "bg1":
+        k_b = 22
+    else:
+        k_b = 10 if k > 640 else 9 if k > 560 else 8 if k > 192 else 6
+    z, i_ls = min((zz, i) for i, zs in enumerate(LIFTING_SETS) for zz in zs if k_b * zz >= k)
+    k_ldpc = (22 if bg == "bg1" else 10) * z
+    n_ldpc = (68 if bg == "bg1" else 52) * z
+    n_cb = n_ldpc - 2 * z
+    return {"bg": bg, "z": z, "i_ls": i_ls, "k_ldpc": k_ldpc, "n_ldpc": n_ldpc, "n_cb": n_cb,
+            "k_filler": k_ldpc - k, "n_cb_comp": n_cb - (k_ldpc - k)}
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # r > 948/1024 is allowed (Sionna warns, 38.214 quantisation)
-            enc = LDPC5GEncoder(k, n, device="cpu")
-    except (ValueError, TypeError) as e:
-        return str(e)
-    if n > enc.n_cb_comp:
-        return f"n exceeds the circular buffer ({enc.n_cb_comp} bits), repetition is not supported"
+
+@lru_cache(maxsize=4096)
+def ldpc5g_problem(k: int, n: int) -> str | None:
+    """Why ``(k, n)`` is not a 5G NR LDPC code that simlink can run, or ``None`` if it is.
+
+    The rules of :func:`ldpc5g_parameters` plus the limits of Sionna's encoder (``12 <= k <=
+    8448``, ``n <= 316 * 384``, ``1/5 <= k/n <= 0.95``, base graph 1 only for ``k/n >= 1/3``,
+    base graph 2 only up to ``k = 3840``) and of this simulator (no repetition: ``n`` at most the
+    circular buffer without filler bits). Reasons use Sionna's wording. No torch or Sionna import.
+    """
+    if k > 8448:
+        return "Unsupported code length (k too large)."
+    if k < 12:
+        return "Unsupported code length (k too small)."
+    if n > 316 * 384:
+        return "Unsupported code length (n too large)."
+    if n <= 0:
+        return "Unsupported code length (n must be positive)."
+    r = k / n
+    if r > 0.95:
+        return f"Unsupported coderate (r>0.95) for n={n}, k={k}."
+    if r < 1 / 5:
+        return "Unsupported coderate (r<1/5)."
+    bg = "bg2" if (k <= 292 or (k <= 3824 and r <= 0.67) or r <= 0.25) else "bg1"
+    if bg == "bg2" and k > 3840:
+        return f"K is not supported by BG2 (too large) k={k}."
+    if bg == "bg1" and r < 1 / 3:
+        return "Only coderate>1/3 supported for BG1. Remark: Repetition coding is currently not supported."
+    buffer = ldpc5g_parameters(k, n)["n_cb_comp"]
+    if n > buffer:
+        return f"n exceeds the circular buffer ({buffer} bits), repetition is not supported"
     return None
 
 

@@ -52,7 +52,8 @@ from simlink.sweep.payloads import PAYLOAD_KINDS, PayloadPath, SourceSide, conce
 from simlink.sweep.prepare import fit_methods, training_context
 from simlink.sweep.provenance import device_info, git_revision, package_versions, resolve_device
 from simlink.sweep.receiver import Outcome
-from simlink.sweep.store import ResultStore
+from simlink.sweep.lock import FolderLock
+from simlink.sweep.store import ResultStore, prepare_out_dir, remove_if_unused
 
 FLUSH_EVERY_S = 5.0
 
@@ -82,13 +83,41 @@ class Stopwatch:
             self.seconds[stage] += time.perf_counter() - t0
 
 
-class _Progress:
-    """A rich progress bar with ETA, or nothing when quiet."""
+PROGRESS_EVERY_S = 30.0
+"""Seconds between plain progress lines when stderr is not a terminal (``$SIMLINK_PROGRESS_S``)."""
 
-    def __init__(self, total: int, quiet: bool):
-        self.quiet = quiet
-        if quiet:
+
+def progress_interval() -> float:
+    """:data:`PROGRESS_EVERY_S`, or ``$SIMLINK_PROGRESS_S`` (seconds, > 0) when set."""
+    import os
+
+    raw = os.environ.get("SIMLINK_PROGRESS_S")
+    if raw is None:
+        return PROGRESS_EVERY_S
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SimlinkError(f"SIMLINK_PROGRESS_S={raw!r} is not a number of seconds") from None
+    if not value > 0:
+        raise SimlinkError(f"SIMLINK_PROGRESS_S={raw!r} must be positive")
+    return value
+
+
+class _Progress:
+    """Progress of the sweep: a rich bar with ETA on a terminal; in a batch log (stderr not a
+    terminal, e.g. a SLURM job's file) one plain line every ``every_s`` seconds — cells done /
+    total, elapsed, ETA and what is running — and a last line at the end; nothing when quiet."""
+
+    def __init__(self, total: int, quiet: bool, stream=None, every_s: float | None = None):
+        self.quiet, self.total, self.done = quiet, total, 0
+        self.stream = stream if stream is not None else sys.stderr
+        self.plain = not quiet and not (hasattr(self.stream, "isatty") and self.stream.isatty())
+        self.every_s = progress_interval() if every_s is None else every_s
+        self.t0 = self.last = time.perf_counter()
+        self.text = "starting"
+        if quiet or self.plain:
             return
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         self._p = Progress(
@@ -100,21 +129,46 @@ class _Progress:
             TextColumn("ETA"),
             TimeRemainingColumn(),
             transient=False,
+            console=Console(file=self.stream),
         )
         self._task = self._p.add_task("starting", total=total)
         self._p.start()
 
     def describe(self, text: str) -> None:
-        if not self.quiet:
+        self.text = text
+        if not self.quiet and not self.plain:
             self._p.update(self._task, description=text[:40])
 
     def advance(self) -> None:
-        if not self.quiet:
+        self.done += 1
+        if self.quiet:
+            return
+        if not self.plain:
             self._p.advance(self._task)
+        elif time.perf_counter() - self.last >= self.every_s:
+            self._line()
+
+    def _line(self) -> None:
+        self.last = now = time.perf_counter()
+        elapsed = now - self.t0
+        eta = elapsed / self.done * (self.total - self.done) if self.done else math.nan
+        eta_text = "?" if math.isnan(eta) else _hms(eta)
+        print(f"simlink: {self.done}/{self.total} cells, {_hms(elapsed)} elapsed, ETA {eta_text}; {self.text}",
+              file=self.stream, flush=True)
 
     def close(self) -> None:
-        if not self.quiet:
+        if self.quiet:
+            return
+        if self.plain:
+            if self.total:
+                self._line()
+        else:
             self._p.stop()
+
+
+def _hms(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 @contextmanager
@@ -226,7 +280,8 @@ def plan(scenario: Scenario, out_dir: str | Path, *, device: str | None, overwri
     with sw("data"):
         d = scenario.dataset
         data = load_dataset(d.name, split=d.split, n_images=d.n_images, image_size=d.image_size,
-                            root=d.root, seed=scenario.seed, download=d.download)
+                            root=d.root, seed=scenario.seed, download=d.download,
+                            skip_unreadable=d.skip_unreadable)
     methods = []
     for cfg in scenario.methods:
         m = build_method(cfg)
@@ -258,6 +313,7 @@ def write_manifest(p: Plan, scenario_file: str | None) -> dict:
         "git": git_revision(),
         "device": device_info(p.device),
         "n_cells": len(p.cells),
+        "dataset_skipped": list(getattr(p.data, "skipped", [])),  # unreadable files skipped (skip_unreadable)
         "status": "running",
         "runs": p.previous_runs,
     }
@@ -266,7 +322,7 @@ def write_manifest(p: Plan, scenario_file: str | None) -> dict:
 
 
 def execute(p: Plan, *, log: Callable[[str], None], quiet: bool, sw: Stopwatch,
-            cache_root: str | Path | None) -> tuple[str, int]:
+            cache_root: str | Path | None, progress_every_s: float | None = None) -> tuple[str, int]:
     """Train what is missing, then compute every cell still to do, flushing the store every
     :data:`FLUSH_EVERY_S` seconds and after each operating point.
 
@@ -302,7 +358,7 @@ def execute(p: Plan, *, log: Callable[[str], None], quiet: bool, sw: Stopwatch,
     by_name = {name: (m, {op.label: op for op in ops}) for name, m, ops in p.methods}
     channel_by_label = dict(zip(sc.channel_labels(), sc.channels))
 
-    progress = _Progress(len(p.todo), quiet)
+    progress = _Progress(len(p.todo), quiet, every_s=progress_every_s)
     status, n_computed, last_flush = "complete", 0, time.perf_counter()
     try:
         with _sigterm_as_interrupt():
@@ -375,6 +431,7 @@ def run_scenario(
     plots: bool = True,
     log: Callable[[str], None] | None = None,
     cache_root: str | Path | None = None,
+    progress_every_s: float | None = None,
 ):
     """Run every cell of ``scenario`` not already in ``out_dir``; return the results table.
 
@@ -391,18 +448,32 @@ def run_scenario(
         log: where messages go (default: stderr unless quiet).
         cache_root: model cache folder for learned methods and trained task models
             (default ``$SIMLINK_CACHE`` or ``~/.cache/simlink``).
+        progress_every_s: when stderr is not a terminal (a batch log), seconds between plain
+            progress lines (default ``$SIMLINK_PROGRESS_S`` or :data:`PROGRESS_EVERY_S`).
 
     Returns:
         The tidy results table (``pandas.DataFrame``), one row per cell, in grid order.
 
     Raises:
         SweepInterrupted: on Ctrl-C / SIGTERM, after saving every finished cell.
-        SimlinkError: for invalid input (missing dataset, busy output folder, ...).
+        FolderBusy: another run holds ``out_dir``'s lock (:mod:`simlink.sweep.lock`).
+        SimlinkError: for invalid input (missing dataset, unwritable output folder, ...).
     """
     if log is None:
         log = (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr))
     started, t_start, sw = datetime.now(timezone.utc), time.perf_counter(), Stopwatch()
-    p = plan(scenario, out_dir, device=device, overwrite=overwrite, log=log, sw=sw)
-    manifest = write_manifest(p, scenario_file)
-    status, n_computed = execute(p, log=log, quiet=quiet, sw=sw, cache_root=cache_root)
-    return finish(p, manifest, status, n_computed, plots=plots, sw=sw, started=started, t_start=t_start, log=log)
+    out = Path(out_dir)
+    created = not out.exists()
+    prepare_out_dir(out)
+    try:
+        with FolderLock(out, log):  # one writer per folder
+            p = plan(scenario, out, device=device, overwrite=overwrite, log=log, sw=sw)
+            manifest = write_manifest(p, scenario_file)
+            status, n_computed = execute(p, log=log, quiet=quiet, sw=sw, cache_root=cache_root,
+                                         progress_every_s=progress_every_s)
+            return finish(p, manifest, status, n_computed, plots=plots, sw=sw, started=started, t_start=t_start,
+                          log=log)
+    except BaseException:
+        if created and not (out / "results.parquet").exists():
+            remove_if_unused(out)  # a run that failed before its first row leaves no folder behind
+        raise

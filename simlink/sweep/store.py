@@ -12,6 +12,7 @@ run killed at any moment leaves either the previous or the new complete file, ne
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,8 @@ class ResultStore:
     def __init__(self, out_dir: str | Path, context_hash: str, overwrite: bool = False,
                  legacy_hashes: list[str] | tuple[str, ...] = ()):
         self.out_dir = Path(out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.created = not self.out_dir.exists()
+        prepare_out_dir(self.out_dir)
         self.context_hash = context_hash
         self.legacy_hashes = tuple(legacy_hashes)
         self._rows: dict[tuple, dict[str, Any]] = {}
@@ -133,6 +135,40 @@ class ResultStore:
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         manifest = {**manifest, "context_hash": self.context_hash}
         atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True, default=str))
+
+
+def prepare_out_dir(out_dir: Path) -> None:
+    """Create the output folder (parents included) or check the existing one, with one-line
+    errors: a path that is a file, a folder that cannot be created or written."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SimlinkError(f"{out_dir}: --out is an existing file, not a folder; choose another --out")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SimlinkError(f"{out_dir}: cannot create the output folder ({e.strerror or e}); "
+                           "choose a writable --out") from None
+    if not _writable(out_dir):
+        raise SimlinkError(f"{out_dir}: the output folder is not writable; choose a writable --out")
+
+
+def _writable(folder: Path) -> bool:
+    """The current user may create files in ``folder``."""
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+def remove_if_unused(out_dir: Path) -> bool:
+    """After a run that failed before its first row: remove ``out_dir`` if it holds nothing but
+    the manifest (a folder created by that run). Returns True if removed."""
+    try:
+        entries = list(out_dir.iterdir())
+        if any(e.name != "manifest.json" for e in entries):
+            return False
+        for e in entries:
+            e.unlink()
+        out_dir.rmdir()
+        return True
+    except OSError:
+        return False
 
 
 def _missing(value) -> bool:
