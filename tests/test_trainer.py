@@ -116,6 +116,19 @@ def test_loss_step_reproduces_the_one_loss_loop_bit_for_bit(tmp_path):
     _equal_weights(ref2, net2)
 
 
+def test_epoch_log_names_what_is_trained_not_only_the_network(tmp_path):
+    """The log line of a method's training says the method's display name and op (``describe``),
+    then the cache entry: ``rrd λ=0.01 stage pretrain [tosc_sr 1a2b3c4d] epoch 1/2: ...``."""
+    settings = OptimSettings(epochs=2, batch_size=8, lr=1e-3)
+    lines = []
+    cache = ModelCache("tosc_sr", "k" * 16, tmp_path)
+    train_resumable(LossStep(small_conv(), _noisy_loss, settings), (random_images(16), np.zeros(16, int)), settings,
+                    cache, seed=1, log=lines.append, describe="rrd λ=0.01 stage pretrain")
+    epochs = [ln for ln in lines if " epoch " in ln]
+    assert len(epochs) == 2
+    assert epochs[0].startswith(f"rrd λ=0.01 stage pretrain [tosc_sr {cache.key[:8]}] epoch 1/2: loss ")
+
+
 # ---------------------------------------------------------------------- two optimisers
 class _GanStep(TrainingStep):
     """A tiny generator (denoiser) and discriminator updated in turn; two optimisers of two kinds

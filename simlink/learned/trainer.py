@@ -422,7 +422,8 @@ def train_resumable(
             epoch, step_in_epoch, sums = epoch + 1, 0, {}
             save()
             last_save = time.perf_counter()
-            tag = f"{cache.kind} {cache.key[:8]}" if cache is not None else what
+            # the method's name and op first (``rrd λ=0.01 stage pretrain``), the cache entry after it
+            tag = (describe or what) + (f" [{cache.kind} {cache.key[:8]}]" if cache is not None else "")
             log(f"{tag} epoch {epoch}/{settings.epochs}: " + ", ".join(f"{k} {v:.4g}" for k, v in means.items()))
     except KeyboardInterrupt:
         save()
