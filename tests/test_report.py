@@ -84,6 +84,24 @@ def test_missing_anchor_metric_or_method_names_what_exists():
         bd_table(df, "jpeg", method="spline")
 
 
+def test_bd_where_every_method_is_concealed_is_nan(tmp_path):
+    """At an SNR where both methods show only the concealment image, their 'curves' are the same
+    constant: no BD value exists (it would be round-off), and the CLI prints –."""
+    df = _table(rate_factor=0.9)
+    df["concealed_frac"] = 0.0
+    low = df["snr_db"] == SNRS[0]
+    df.loc[low, "psnr"] = 11.5  # the concealment image's PSNR, the same for every op
+    df.loc[low, "concealed_frac"] = 1.0
+    bd = bd_table(df, "jpeg")
+    assert bd.loc[bd["snr_db"] == SNRS[0], ["bd_rate", "bd_metric"]].isna().all().all()
+    np.testing.assert_allclose(bd.loc[bd["snr_db"] > SNRS[0], "bd_rate"], -10.0, atol=1e-9)
+    df.to_parquet(tmp_path / "results.parquet")
+    r = CliRunner().invoke(app, ["report", str(tmp_path), "--anchor", "jpeg", "--snr", str(SNRS[0])])
+    assert r.exit_code == 0, r.output
+    row = next(ln for ln in r.output.splitlines() if "webp" in ln)
+    assert row.count("–") >= 2 and "e-1" not in row
+
+
 def test_cli_report_writes_csv(tmp_path):
     _table().to_parquet(tmp_path / "results.parquet")
     runner = CliRunner()

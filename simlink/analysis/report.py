@@ -50,20 +50,31 @@ def rd_points(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Rate-quality points per (channel, Es/N0, method, op), the error-free ones included.
 
     Inputs: a results table; ``metric`` a column of :func:`available_metrics`.
-    Output: DataFrame ``channel, snr_db, method, op, bpp, value``: measured points (``value`` =
-    ``metric``, mean over repeats weighted by ``n_images``) and, when ``<metric>_clean`` exists,
-    one error-free point per (method, op) with ``channel`` :data:`ERROR_FREE` and ``snr_db``
-    NaN; rows whose value is NaN are left out.
+    Output: DataFrame ``channel, snr_db, method, op, bpp, value, concealed``: measured points
+    (``value`` = ``metric``, mean over repeats weighted by ``n_images``; ``concealed`` the mean
+    ``concealed_frac``, NaN for tables without it) and, when ``<metric>_clean`` exists, one
+    error-free point per (method, op) with ``channel`` :data:`ERROR_FREE`, ``snr_db`` NaN and
+    ``concealed`` 0; rows whose value is NaN are left out.
     """
     from simlink.plots import _average_finite
 
-    measured = _average_finite(df, ["channel", "snr_db", "method", "op"], ["bpp", metric])
-    parts = [measured.rename(columns={metric: "value"})]
+    extra = ["concealed_frac"] if "concealed_frac" in df else []
+    measured = _average_finite(df, ["channel", "snr_db", "method", "op"], ["bpp", metric, *extra])
+    measured = measured.rename(columns={metric: "value", "concealed_frac": "concealed"})
+    if "concealed" not in measured:
+        measured = measured.assign(concealed=math.nan)
+    parts = [measured]
     clean = f"{metric}_clean"
     if clean in df:
         free = _average_finite(df, ["method", "op"], ["bpp", clean]).rename(columns={clean: "value"})
-        parts.append(free.assign(channel=ERROR_FREE, snr_db=math.nan))
-    return pd.concat(parts, ignore_index=True)[["channel", "snr_db", "method", "op", "bpp", "value"]]
+        parts.append(free.assign(channel=ERROR_FREE, snr_db=math.nan, concealed=0.0))
+    return pd.concat(parts, ignore_index=True)[["channel", "snr_db", "method", "op", "bpp", "value", "concealed"]]
+
+
+def _all_concealed(curve: pd.DataFrame) -> bool:
+    """Every point of the curve showed only concealment images (its quality says nothing of the
+    method: a BD delta between two such curves is noise around 0, reported as NaN)."""
+    return len(curve) > 0 and bool((curve["concealed"] >= 1.0 - 1e-12).all())
 
 
 def _deltas(anchor: pd.DataFrame, test: pd.DataFrame, method: str) -> dict[str, float]:
@@ -90,7 +101,9 @@ def bd_table(df: pd.DataFrame, anchor: str, metric: str = "psnr", method: str = 
     (``snr_db`` NaN): ``bd_rate`` percent rate (bpp) change at equal metric (negative: the method
     needs less rate than the anchor), ``bd_metric`` mean metric gain at equal rate (e.g. dB for
     PSNR; positive: better), ``n_points`` / ``n_anchor`` the operating points of the method / the
-    anchor on that curve. NaN where a curve has too few points or the curves do not overlap.
+    anchor on that curve. NaN where a curve has too few points, the curves do not overlap, or
+    both show only concealment images (``concealed_frac`` 1 at every point: ``simlink report``
+    prints "–" there instead of a round-off value such as ``+4.5e-15``).
     Raises :class:`SimlinkError` (naming what is available) for an unknown anchor, metric or
     BD method.
     """
@@ -102,8 +115,10 @@ def bd_table(df: pd.DataFrame, anchor: str, metric: str = "psnr", method: str = 
         curves = {m: c.sort_values("bpp", kind="stable") for m, c in g.groupby("method", sort=False)}
         ref = curves.get(anchor, g.iloc[:0])
         for m in sorted(set(curves) - {anchor}, key=order.get):
+            both_concealed = _all_concealed(ref) and _all_concealed(curves[m])
+            deltas = {"bd_rate": math.nan, "bd_metric": math.nan} if both_concealed else _deltas(ref, curves[m], method)
             rows.append(dict(channel=ch, snr_db=snr, method=m, anchor=anchor, metric=metric,
-                             **_deltas(ref, curves[m], method), n_points=len(curves[m]), n_anchor=len(ref)))
+                             **deltas, n_points=len(curves[m]), n_anchor=len(ref)))
     out = pd.DataFrame(rows, columns=COLUMNS)
     channels = {c: i for i, c in enumerate(dict.fromkeys(list(df["channel"]) + [ERROR_FREE]))}
     out = out.assign(_c=out["channel"].map(channels), _m=out["method"].map(order))
