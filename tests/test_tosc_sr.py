@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -211,6 +213,15 @@ def test_small_scenario_trains_sends_and_caches(tmp_path):
         assert lm == sorted(lm) and rows.bpp.is_monotonic_increasing, rows[["op", "bpp"]]
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["runs"][-1]["stage_s"]["train"] > 0
+    # the manifest names the models used: per learned method and op, its cache entry and weights' sha256
+    import hashlib
+
+    models = manifest["models"]
+    assert {(m["method"], m["status"]) for m in models} == {(n, "trained") for n in ("tosc_sr", "rrd", "rtd")}
+    for m in models:
+        weights = Path(m["cache"]) / "model.pt"
+        assert m["sha256"]["model.pt"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert isinstance(manifest["command"], list) and manifest["device"]["cpu"]
 
     # a second session: everything comes from the cache and reproduces the table's bpp exactly
     methods = [build_method(c) for c in sc.methods]

@@ -59,6 +59,19 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, where ``platform.processor()`` is
+    usually empty), else what :mod:`platform` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def device_info(device: str) -> dict[str, str | int | None]:
     """A description of the compute device (GPU name or CPU model, thread count)."""
     import torch
@@ -66,7 +79,7 @@ def device_info(device: str) -> dict[str, str | int | None]:
     info: dict[str, str | int | None] = {
         "torch_device": device,
         "platform": platform.platform(),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
         "torch_threads": torch.get_num_threads(),
     }
     if device.startswith("cuda"):

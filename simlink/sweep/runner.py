@@ -307,6 +307,7 @@ def write_manifest(p: Plan, scenario_file: str | None) -> dict:
     manifest = {
         "simlink_version": __version__,
         "scenario_file": scenario_file,
+        "command": list(sys.argv),
         "scenario": p.scenario.to_yaml_dict(),
         "seed": p.scenario.seed,
         "versions": package_versions(),
@@ -392,6 +393,22 @@ def execute(p: Plan, *, log: Callable[[str], None], quiet: bool, sw: Stopwatch,
     return status, n_computed
 
 
+def models_used(p: Plan) -> list[dict]:
+    """The trained models this run used: per learned method and op, its model-cache folder, whether
+    it was trained now or loaded, and the sha256 of its weights as the cache recorded them."""
+    out = []
+    for name, m, _ in p.methods:
+        for r in m.training_report():
+            entry = {"method": name, "op": r.get("op"), "status": r.get("status"), "cache": r.get("cache")}
+            info = Path(r["cache"]) / "info.json" if r.get("cache") else None
+            try:
+                entry["sha256"] = json.loads(info.read_text()).get("sha256") if info else None
+            except (OSError, ValueError):
+                entry["sha256"] = None
+            out.append(entry)
+    return out
+
+
 def finish(p: Plan, manifest: dict, status: str, n_computed: int, *, plots: bool, sw: Stopwatch,
            started: datetime, t_start: float, log: Callable[[str], None]):
     """Draw the plots (complete runs), record the run in the manifest, return the table; raises
@@ -403,6 +420,7 @@ def finish(p: Plan, manifest: dict, status: str, n_computed: int, *, plots: bool
         with sw("plots"):
             make_plots(df, p.out_dir / "plots")
     manifest["status"] = status
+    manifest["models"] = models_used(p)
     manifest["runs"] = p.previous_runs + [{
         "started": started.isoformat(),
         "finished": datetime.now(timezone.utc).isoformat(),
