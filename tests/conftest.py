@@ -61,3 +61,9 @@ def small_conv(seed: int = 0):
 
     torch.manual_seed(seed)
     return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 3, 3, padding=1))
+
+
+def without_timing(df):
+    """The results table without its wall-clock column (``wall_s``), which differs between runs
+    that are otherwise identical."""
+    return df.drop(columns=["wall_s"], errors="ignore")

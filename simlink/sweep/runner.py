@@ -370,11 +370,14 @@ def execute(p: Plan, *, log: Callable[[str], None], quiet: bool, sw: Stopwatch,
                 src = encode_source(method, op, p.data, sc.seed, path, measure, sw)
                 for cell in cells:
                     progress.describe(f"{mname} {oplabel} {cell.channel} {cell.snr_db:g} dB")
+                    t_cell = time.perf_counter()
                     with sw("link"):
                         rx = path.transmit(src, channel_by_label[cell.channel], cell.snr_db, cell_seed(sc.seed, cell))
                     with sw("receiver"):
                         outcome = path.outcome(src, rx, measure, conceal)
-                    store.add(summarise(sc, cell, src, path, rx, outcome, p.method_hashes[mname]))
+                    row = summarise(sc, cell, src, path, rx, outcome, p.method_hashes[mname])
+                    row["wall_s"] = round(time.perf_counter() - t_cell, 4)  # the cell's own link + receiver time
+                    store.add(row)
                     n_computed += 1
                     progress.advance()
                     if time.perf_counter() - last_flush > FLUSH_EVERY_S:
