@@ -47,6 +47,11 @@ LIFTING_SETS: tuple[tuple[int, ...], ...] = (
 """Lifting sizes Z of TS 38.212 Table 5.3.2-1, one tuple per set index ``i_LS``."""
 
 
+def _base_graph(k: int, rate: float) -> str:
+    """TS 38.212 Sec. 7.2.2 base-graph choice: BG2 for short or low-rate codes, else BG1."""
+    return "bg2" if (k <= 292 or (k <= 3824 and rate <= 0.67) or rate <= 0.25) else "bg1"
+
+
 def ldpc5g_parameters(k: int, n: int) -> dict:
     """The 5G NR LDPC configuration of ``k`` information bits and ``n`` rate-matched bits.
 
@@ -62,8 +67,7 @@ def ldpc5g_parameters(k: int, n: int) -> dict:
     Output: ``{"bg", "z", "i_ls", "k_ldpc", "n_ldpc", "n_cb", "k_filler", "n_cb_comp"}`` (ints;
     ``bg`` is ``"bg1"`` / ``"bg2"``). Assumes ``12 <= k <= 8448`` and ``n > 0``.
     """
-    r = k / n
-    bg = "bg2" if (k <= 292 or (k <= 3824 and r <= 0.67) or r <= 0.25) else "bg1"
+    bg = _base_graph(k, k / n)
     if bg == "bg1":
         k_b = 22
     else:
@@ -98,7 +102,7 @@ def ldpc5g_problem(k: int, n: int) -> str | None:
         return f"Unsupported coderate (r>0.95) for n={n}, k={k}."
     if r < 1 / 5:
         return "Unsupported coderate (r<1/5)."
-    bg = "bg2" if (k <= 292 or (k <= 3824 and r <= 0.67) or r <= 0.25) else "bg1"
+    bg = _base_graph(k, r)
     if bg == "bg2" and k > 3840:
         return f"K is not supported by BG2 (too large) k={k}."
     if bg == "bg1" and r < 1 / 3:

@@ -110,15 +110,18 @@ class PartedLink:
         self.config = config
         self.device = torch_device(device)
         self.channel = ChannelSimulator(self.device)
-        self._links: dict[str, DigitalLink] = {}
+        self._links: dict[str, DigitalLink] = {}  # by settings: parts with the same settings share one
+        self._by_part: dict[str, DigitalLink] = {}  # by part name: resolved once, not per cell
 
     def link_for(self, part: str) -> DigitalLink:
         """The link of payload part ``part`` (shared by parts with the same settings)."""
-        cfg = self.config.for_part(part)
-        key = json.dumps(cfg.model_dump(mode="json"), sort_keys=True)
-        if key not in self._links:
-            self._links[key] = DigitalLink(cfg, device=self.device)
-        return self._links[key]
+        if part not in self._by_part:
+            cfg = self.config.for_part(part)
+            key = json.dumps(cfg.model_dump(mode="json"), sort_keys=True)
+            if key not in self._links:
+                self._links[key] = DigitalLink(cfg, device=self.device)
+            self._by_part[part] = self._links[key]
+        return self._by_part[part]
 
     # ---- transmitter ----------------------------------------------------------------------------
     def prepare(self, parts: dict[str, list[bytes]]) -> PartedFrame:

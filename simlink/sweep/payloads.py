@@ -366,7 +366,7 @@ class DigitalPath(PayloadPath):
 
     def _part_fields(self, src, name: str, r) -> dict:
         """The :data:`PART_COLUMNS` of part ``name`` (without the suffix)."""
-        link = self.scenario.link.for_part(name)
+        link = self.link.link_for(name).config  # resolved once per part, not per cell
         f = src.tx.frame.parts[name]
         bits = int(f.num_bits.sum())
         sends = f.blocks_per_image > 0  # images that send this part at all
