@@ -38,6 +38,8 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or messages (batch jobs)"),
     overwrite: bool = typer.Option(False, help="discard results already in the output folder instead of resuming"),
     no_plots: bool = typer.Option(False, "--no-plots", help="skip drawing plots"),
+    no_error_bars: bool = typer.Option(False, "--no-error-bars", help="plots without 95 % error bars / Wilson bars"),
+    log_rate: bool = typer.Option(False, "--log-rate", help="log-scale rate axis on the *_vs_bpp plots"),
     cache: Optional[Path] = typer.Option(None, help="model cache folder (default $SIMLINK_CACHE or ~/.cache/simlink)"),
     progress_every: Optional[float] = typer.Option(
         None, "--progress-every", min=0.001, metavar="SECONDS",
@@ -53,7 +55,8 @@ def run(
         target = out_dir or Path("results") / sc.name
         df = run_scenario(sc, target, scenario_file=str(scenario), device=device, quiet=quiet,
                           overwrite=overwrite, plots=not no_plots, cache_root=cache,
-                          progress_every_s=progress_every)
+                          progress_every_s=progress_every,
+                          plot_options={"error_bars": not no_error_bars, "log_rate": log_rate})
     except SweepInterrupted as e:
         _fail(e, code=130)
     except SimlinkError as e:
@@ -143,7 +146,11 @@ def _print_summary(df) -> None:
 
 
 @app.command()
-def plot(results_dir: Path = typer.Argument(..., help="folder holding results.parquet")) -> None:
+def plot(
+    results_dir: Path = typer.Argument(..., help="folder holding results.parquet"),
+    no_error_bars: bool = typer.Option(False, "--no-error-bars", help="plots without 95 % error bars / Wilson bars"),
+    log_rate: bool = typer.Option(False, "--log-rate", help="log-scale rate axis on the *_vs_bpp plots"),
+) -> None:
     """Redraw the plots from a results table alone."""
     import pandas as pd
 
@@ -152,7 +159,7 @@ def plot(results_dir: Path = typer.Argument(..., help="folder holding results.pa
     table = results_dir / "results.parquet"
     if not table.is_file():
         _fail(SimlinkError(f"{table}: no results table here (run `simlink run SCENARIO --out {results_dir}` first)"))
-    paths = make_plots(pd.read_parquet(table), results_dir / "plots")
+    paths = make_plots(pd.read_parquet(table), results_dir / "plots", error_bars=not no_error_bars, log_rate=log_rate)
     out.print(f"{len(paths)} files written to {results_dir / 'plots'}")
 
 

@@ -59,6 +59,7 @@ def test_capacity_limits_and_gap():
     aw, ray = b.loc["awgn"], b.loc["rayleigh_block(image)"]
     assert aw["limit_db"] == pytest.approx(qam_limit_db(16, 2 / 3))
     assert aw["threshold_db"] == 10.0  # first zero-BLER point: the conservative estimate
+    assert (aw["threshold_kind"], aw["bracket_lo_db"], aw["bracket_hi_db"]) == ("bracket", 5.0, 10.0)
     assert aw["gap_db"] == pytest.approx(gap_to_capacity_db(10.0, 16, 2 / 3))
     assert ray["limit_db"] == pytest.approx(ergodic_limit_db(16, 2 / 3)) and math.isnan(ray["threshold_db"])
 
@@ -114,7 +115,7 @@ def test_make_plots_writes_the_bound_figures(tmp_path, monkeypatch):
     assert (tmp_path / "opta_vs_snr.pdf").read_bytes().startswith(b"%PDF")
     assert plot_opta_vs_snr(_table().query("method == 'webp'"), "psnr", tmp_path / "none") == []
 
-    # bler_vs_snr: dotted limits in their channel's colour, the AWGN cross at the first zero-BLER SNR
+    # bler_vs_snr: dotted limits in their channel's colour, the AWGN crossing bracketed by the grid
     lines = {ln.get_label(): ln for ln in figs["bler_vs_snr"].axes[0].get_lines()}
     awgn, ray = lines["awgn (40 blocks/pt)"], lines["rayleigh_block(image) (40 blocks/pt)"]
     for data in (awgn, ray):  # BLER 1 at 0 and 5 dB, 0 (not drawn) above
@@ -127,11 +128,13 @@ def test_make_plots_writes_the_bound_figures(tmp_path, monkeypatch):
     for lb, ln in dotted.items():
         np.testing.assert_allclose(ln.get_xdata(), [qam, qam] if "AWGN" in lb else [erg, erg])
         assert ln.get_color() == (awgn if "AWGN" in lb else ray).get_color()
-    (cross,) = [ln for ln in lines.values() if ln.get_marker() == "x"]
-    np.testing.assert_allclose(cross.get_xdata(), [10.0])
-    np.testing.assert_allclose(cross.get_ydata(), [1e-2])
-    assert cross.get_label() == f"awgn: BLER 0.01 at 10.00 dB, gap {10.0 - qam:.2f} dB"
-    assert cross.get_color() == awgn.get_color()
+    # BLER 1 at 5 dB, no block error at 10 dB: the crossing is only bracketed, a bar over 5..10 dB
+    assert not [ln for ln in lines.values() if ln.get_marker() == "x"]
+    (bar,) = [ln for ln in lines.values() if ln.get_gid() == "bler-threshold-bracket"]
+    np.testing.assert_allclose(bar.get_xdata(), [5.0, 10.0])
+    np.testing.assert_allclose(bar.get_ydata(), [1e-2, 1e-2])
+    assert bar.get_label() == f"awgn: BLER 0.01 between 5 and 10 dB (no block error at 10 dB), gap ≤{10.0 - qam:.2f} dB"
+    assert bar.get_color() == awgn.get_color()
 
     # opta_vs_snr: jpeg q=50 (the median-cpp op) measured, and its error-free curve at rho * C
     rho = 1.0 / (8 / 3) * 1.05

@@ -214,6 +214,17 @@ def legend_texts(fig) -> list[str]:
     return [t.get_text() for t in fig.legends[0].get_texts()]
 
 
+def assert_method_legend(fig, df: pd.DataFrame) -> None:
+    """The compact legend of the per-(method, op) figures: one entry per method, in table order,
+    naming how many operating points it has (tests/test_plots_honest.py checks the wording)."""
+    texts = legend_texts(fig)
+    methods = list(dict.fromkeys(df["method"]))
+    assert len(texts) == len(methods)
+    for text, m in zip(texts, methods):
+        n_ops = df.loc[df["method"] == m, "op"].nunique()
+        assert text.startswith(f"{m}: ") and (n_ops == 1 or f"({n_ops} ops, " in text), text
+
+
 def test_the_table_discriminates():
     """The checks below can fail: unweighted means, pooled channels and mean-of-BLER differ."""
     keys = ["method", "op", "channel", "snr_db"]
@@ -262,7 +273,7 @@ def test_quality_vs_snr_lines_are_weighted_means_per_channel(drawn, metric):
     analog = [lb for lb in lines_by_label(axes[0]) if lb.startswith(ANALOG_METHOD)]
     assert len(analog) == len(ALPHAS) * len(BETAS) and all(lb.endswith(f"({ANALOG_CPP:g} cpp)") for lb in analog)
     assert set(lines_by_label(axes[2])) == {quality_label(m, op) for m, op in ops_of(ANALOG)}  # analog-only
-    assert set(legend_texts(fig)) == {lb for ax in axes for lb in lines_by_label(ax)}
+    assert_method_legend(fig, TABLE)
 
 
 def _bpp_panel_titles(fig):
@@ -292,9 +303,11 @@ def test_quality_vs_bpp_lines_are_digital_rate_quality_curves(drawn, metric):
         snrs = [s for _, s in row[:-1]]
         assert snrs == sorted(snrs) and set(snrs) <= set(SNRS) and len(snrs) == 3
         assert min(snrs) == min(SNRS) and max(snrs) == max(SNRS)
+    n_lossy = 0
     for ax, (ch, snr) in zip(panels(fig), titles):
         got = lines_by_label(ax)
-        assert set(got) == set(DIGITAL_OPS), (ch, snr)  # one line per digital method; analog absent
+        # one line per digital method (analog absent), plus its hollow points with losses
+        assert set(DIGITAL_OPS) <= set(got) <= set(DIGITAL_OPS) | {f"{m} (images lost)" for m in DIGITAL_OPS}
         for m in DIGITAL_OPS:
             if snr is None:  # error-free: clean quality at the op's rate, over every row of the op
                 g = DIGITAL[DIGITAL["method"] == m]
@@ -302,11 +315,21 @@ def test_quality_vs_bpp_lines_are_digital_rate_quality_curves(drawn, metric):
             else:
                 g = DIGITAL[(DIGITAL["method"] == m) & (DIGITAL["channel"] == ch) & (DIGITAL["snr_db"] == snr)]
                 ycol = metric
-            bpp, y = wmean(g, ["op"], "bpp"), wmean(g, ["op"], ycol)
+            bpp, y, lost = wmean(g, ["op"], "bpp"), wmean(g, ["op"], ycol), wmean(g, ["op"], "lost_frac")
             order = sorted(bpp, key=bpp.get)
-            assert_line(got[m], [bpp[k] for k in order], [y[k] for k in order], f"{metric} {ch} {snr} {m}")
+            solid = [k for k in order if snr is None or lost[k] == 0]  # the solid line: no image lost
+            hollow = [k for k in order if k not in solid]
+            assert_line(got[m], [bpp[k] for k in solid], [y[k] for k in solid], f"{metric} {ch} {snr} {m}")
+            if hollow:
+                n_lossy += 1
+                pts = got[f"{m} (images lost)"]
+                assert pts.get_linestyle() == "None" and pts.get_markerfacecolor() == "none"
+                assert_line(pts, [bpp[k] for k in hollow], [y[k] for k in hollow], f"lossy {metric} {ch} {snr} {m}")
+            else:
+                assert f"{m} (images lost)" not in got
             assert ax.get_ylabel() == METRIC_LABELS[metric] and "bit/pixel" in ax.get_xlabel()
-    assert set(legend_texts(fig)) == set(DIGITAL_OPS)
+    assert n_lossy > 5  # the table's random lost_frac makes many lossy points: the split is checked
+    assert set(legend_texts(fig)) == set(DIGITAL_OPS) | {plots.LOSSY_NOTE}
 
 
 def _awgn_threshold(bler: pd.Series, target=1e-2) -> float:
@@ -321,7 +344,8 @@ def test_bler_vs_snr_is_pooled_per_channel_with_capacity_limits(drawn):
     fig = drawn[0]["bler_vs_snr"]
     (ax,) = panels(fig)
     assert ax.get_yscale() == "log" and "E_s/N_0" in ax.get_xlabel()
-    assert ax.get_title() == f"5G LDPC k={CODE_K}, n={CODE_N}, {MODULATION}-QAM"
+    assert ax.get_title().startswith(f"5G LDPC k={CODE_K}, n={CODE_N}, {MODULATION}-QAM; ")
+    assert "BLER pooled over all methods" in ax.get_title()
     got = lines_by_label(ax)
     data = {lb: ln for lb, ln in got.items() if re.fullmatch(r".+ \(\d+ blocks/pt\)", lb)}
     colour = {}
@@ -354,7 +378,9 @@ def test_bler_vs_snr_is_pooled_per_channel_with_capacity_limits(drawn):
     np.testing.assert_allclose(cross.get_xdata(), [thr], rtol=1e-9)
     np.testing.assert_allclose(cross.get_ydata(), [1e-2])
     assert cross.get_color() == colour["awgn"] and label.startswith("awgn: BLER 0.01 at ")
-    assert f"at {thr:.2f} dB" in label and f"gap {thr - qam:.2f} dB" in label
+    # interpolated between the 8 and 12 dB grid points: quoted to 0.1 dB, marked as interpolated
+    assert f"at ≈{thr:.1f} dB (interp. on log BLER between 8 and 12 dB)" in label
+    assert f"gap ≈{thr - qam:.1f} dB" in label
 
 
 def test_lost_vs_snr_lines_are_weighted_lost_fractions_of_digital_ops(drawn):
@@ -369,7 +395,7 @@ def test_lost_vs_snr_lines_are_weighted_lost_fractions_of_digital_ops(drawn):
         for label, (m, op) in expected.items():
             assert_line(got[label], *snr_line(DIGITAL, "lost_frac", ch, m, op), f"lost {ch} {label}")
         assert ax.get_ylim() == pytest.approx((-0.03, 1.03))
-    assert set(legend_texts(fig)) == {f"{m} {op}" for m, op in ops_of(DIGITAL)}
+    assert_method_legend(fig, DIGITAL)
 
 
 @pytest.mark.parametrize("metric", ["psnr", "accuracy"])
@@ -445,7 +471,25 @@ def test_tradeoff_alpha_lines(drawn):
         assert len(axes) == len(seen)
 
 
+def _base_colour(colours: set) -> str:
+    """The one colour of which every colour in ``colours`` is a tint (a blend toward white):
+    the darkest; asserts that the others lie between it and white, in every RGB channel alike."""
+    from matplotlib.colors import to_hex, to_rgb
+
+    rgb = sorted((np.array(to_rgb(c)) for c in colours), key=lambda v: v.sum())
+    base = rgb[0]
+    for c in rgb[1:]:
+        room = 1.0 - base
+        f = float(((c - base) * room).sum() / (room**2).sum())  # least-squares blend fraction
+        # the same blend in every channel, up to the 8-bit rounding of #rrggbb
+        assert 0.0 < f <= 0.61 and np.abs(base + f * room - c).max() <= 1.0 / 255, (to_hex(base), to_hex(c))
+    return to_hex(base)
+
+
 def test_a_method_keeps_its_colour_in_every_figure(drawn):
+    """One colour per method; in the per-(method, op) figures lighter tints of it per op."""
+    from matplotlib.colors import to_hex
+
     figs = dict(drawn[0])
     figs.pop("bler_vs_snr")  # coloured by channel
     colours: dict[str, set] = {}
@@ -453,7 +497,12 @@ def test_a_method_keeps_its_colour_in_every_figure(drawn):
         here: dict[str, set] = {}
         for ax in panels(fig):
             for label, line in lines_by_label(ax).items():
-                here.setdefault(re.split(r"[ ,]", label)[0], set()).add(line.get_color())
+                here.setdefault(re.split(r"[ ,]", label)[0], set()).add(to_hex(line.get_color()))
+        if name in ("psnr_vs_snr", "ssim_vs_snr", "ms_ssim_vs_snr", "accuracy_vs_snr", "lost_vs_snr"):
+            for m, c in here.items():  # a lightness ramp: one shade per op of a method
+                n_ops = TABLE.loc[TABLE["method"] == m, "op"].nunique()
+                assert len(c) == n_ops, (name, m, c)
+                here[m] = {_base_colour(c)}
         assert all(len(c) == 1 for c in here.values()), (name, here)
         first = [next(iter(c)) for c in here.values()]
         assert len(set(first)) == len(first), name  # distinct methods, distinct colours

@@ -19,6 +19,13 @@ checkpoint cannot be read is moved aside to ``<entry>.corrupt-<timestamp>`` (nev
 warning line names it and the reason, and the caller sees a cache miss (it retrains). Entries
 written before the hashes were recorded are trusted as before.
 
+One writer per entry: :func:`load_or_build` trains an entry only while holding its lock file
+``<entry>.lock`` (a :class:`simlink.lockfile.LockFile` beside the folder, so it survives the
+folder being moved aside). A second run that needs the same entry (two array tasks, two
+scenarios sharing a model) waits, with one log line naming the holder, and then loads what the
+first one wrote; if the holder died, its stale lock is taken over and training resumes from its
+checkpoint.
+
 The hashes that make the keys (:func:`~simlink.hashing.stable_hash`,
 :func:`~simlink.hashing.array_fingerprint`, :func:`~simlink.hashing.module_fingerprint`) live in
 :mod:`simlink.hashing`. Importing this module needs no torch.
@@ -31,11 +38,17 @@ import json
 import logging
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator, TypeVar
 
 from simlink.errors import SimlinkError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Seconds between two looks at a cache entry another process is training.
+WAIT_POLL_S = 2.0
 
 #: Bump when a change to the training code makes old cached models invalid.
 CODE_VERSION = "1"
@@ -107,6 +120,31 @@ class ModelCache:
     @property
     def info_path(self) -> Path:
         return self.dir / "info.json"
+
+    @property
+    def lock_path(self) -> Path:
+        """The entry's writer lock, ``<entry>.lock`` beside the entry folder."""
+        return self.dir.with_name(f"{self.dir.name}.lock")
+
+    @contextmanager
+    def writer(self, log: Callable[[str], None] = lambda s: None, poll_s: float = WAIT_POLL_S) -> Iterator[None]:
+        """Hold the entry's writer lock for the enclosed block; while another live process holds
+        it, wait (one ``log`` line naming the holder, then a look every ``poll_s`` seconds)."""
+        from simlink.lockfile import LockFile
+
+        self.dir.parent.mkdir(parents=True, exist_ok=True)
+        lock = LockFile(self.lock_path, log)
+        waited_for = None
+        while (holder := lock.try_acquire()) is not None:
+            if holder != waited_for:
+                log(f"model cache entry {self.dir} is being trained by {holder.where()} (started {holder.started}); "
+                    f"waiting for it")
+                waited_for = holder
+            time.sleep(poll_s)
+        try:
+            yield
+        finally:
+            lock.release()
 
     def is_done(self) -> bool:
         """The finished model is on disk and passes :meth:`verify` (else the entry is moved aside
@@ -216,6 +254,32 @@ class ModelCache:
         where = f"moved to {dest}" if moved is not None else "already moved aside"
         log.warning("model cache entry %s is corrupt: %s; %s, will retrain", self.dir, reason, where)
         raise CorruptCacheEntry(f"{self.dir}: {reason}", moved)
+
+
+def load_or_build(cache: ModelCache, load: Callable[[], T], build: Callable[[], T],
+                  log: Callable[[str], None] = lambda s: None) -> tuple[T, bool]:
+    """``(load(), False)`` if ``cache`` holds a finished entry, else ``(build(), True)`` with the
+    entry's writer lock held, so that one process builds an entry and the others wait and load it.
+
+    ``load`` may raise :class:`CorruptCacheEntry` (the entry has been moved aside): then it is
+    built. ``build`` writes the entry (model, ``info.json`` via :meth:`ModelCache.write_info`).
+    The entry is looked at again once the lock is held: a process that waited loads what the
+    holder wrote instead of training it a second time."""
+    done, obj = _load_if_done(cache, load)
+    if done:
+        return obj, False
+    with cache.writer(log):
+        done, obj = _load_if_done(cache, load)
+        return (obj, False) if done else (build(), True)
+
+
+def _load_if_done(cache: ModelCache, load: Callable[[], T]) -> tuple[bool, T | None]:
+    if cache.is_done():
+        try:
+            return True, load()
+        except CorruptCacheEntry:
+            pass  # moved aside and logged
+    return False, None
 
 
 def _cause(exc: BaseException) -> str:

@@ -39,7 +39,7 @@ import torch
 from simlink.atomic import atomic_torch_save
 from simlink.errors import SimlinkError
 from simlink.hashing import stable_hash
-from simlink.learned.cache import CorruptCacheEntry, ModelCache
+from simlink.learned.cache import ModelCache, load_or_build
 from simlink.learned.settings import OptimSettings
 
 __all__ = [
@@ -531,19 +531,19 @@ def train_or_load(
         True if the stage was trained now, False if it was loaded from the cache.
     """
     mods = _as_modules(modules)
-    if cache.is_done():
-        try:
-            load_finished(mods, cache)
-            return False
-        except CorruptCacheEntry:
-            pass  # moved aside and logged: retrain
-    step = _as_step(make_step(), mods, settings)
-    train = ctx.train_images(split, n_images)
-    ctx.log(f"training {describe} on {len(train)} images, {settings.epochs} epochs, device {ctx.device} -> {cache.dir}")
-    result = train_resumable(step, train, settings, cache, seed=ctx.seed, device=ctx.device, augment_flip=augment_flip,
-                             checkpoint_every_s=checkpoint_every_s, log=ctx.log, describe=describe)
-    save_finished(mods, cache, {"key": key, "device": str(ctx.device)}, result)
-    return True
+
+    def train() -> None:
+        step = _as_step(make_step(), mods, settings)
+        images = ctx.train_images(split, n_images)
+        ctx.log(f"training {describe} on {len(images)} images, {settings.epochs} epochs, device {ctx.device} "
+                f"-> {cache.dir}")
+        result = train_resumable(step, images, settings, cache, seed=ctx.seed, device=ctx.device,
+                                 augment_flip=augment_flip, checkpoint_every_s=checkpoint_every_s, log=ctx.log,
+                                 describe=describe)
+        save_finished(mods, cache, {"key": key, "device": str(ctx.device)}, result)
+
+    _, trained = load_or_build(cache, lambda: load_finished(mods, cache), train, ctx.log)
+    return trained
 
 
 @dataclass
@@ -586,7 +586,8 @@ def train_stages(
 
     Stage ``i`` is cached in ``ModelCache(kind, stable_hash(stages[i].key), cache_root)``. If the
     last stage is cached, the earlier ones are skipped (status ``"cached"``); otherwise every stage
-    in turn runs ``prepare`` and is loaded (done earlier) or trained (status ``"trained"``).
+    in turn runs ``prepare`` and is loaded (done earlier, or by another process this one waited
+    for) or trained; the status is ``"trained"`` when any stage was trained here.
 
     Args:
         kind: cache folder kind (the method's name).
@@ -605,16 +606,17 @@ def train_stages(
         raise ValueError("train_stages needs at least one stage")
     root = cache_root if cache_root is not None else getattr(ctx, "cache_root", None)
     caches = [ModelCache(kind, stable_hash(s.key), root) for s in stages]
-    status = "cached" if caches[-1].is_done() else "trained"
+    last_cached = caches[-1].is_done()
+    trained = False
     for i, (stage, cache) in enumerate(zip(stages, caches)):
-        if status == "cached" and i < len(stages) - 1:
+        if last_cached and i < len(stages) - 1:
             continue
         if stage.prepare is not None:
             stage.prepare()
-        train_or_load(modules, cache, stage.key, stage.make_step, stage.settings, ctx, split=split, n_images=n_images,
-                      checkpoint_every_s=checkpoint_every_s, augment_flip=augment_flip,
-                      describe=stage.describe or f"{describe} stage {stage.name}".strip())
-    return stages_report(op_label, status, caches)
+        trained |= train_or_load(modules, cache, stage.key, stage.make_step, stage.settings, ctx, split=split,
+                                 n_images=n_images, checkpoint_every_s=checkpoint_every_s, augment_flip=augment_flip,
+                                 describe=stage.describe or f"{describe} stage {stage.name}".strip())
+    return stages_report(op_label, "trained" if trained else "cached", caches)
 
 
 def stages_report(op_label: str, status: str, caches: list[ModelCache]) -> dict:

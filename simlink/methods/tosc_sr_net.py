@@ -143,8 +143,14 @@ class TrainedCodec:
 
         Returns ``(weights, means, scales)`` as float64 ``[n_elements, K]`` in the latent's
         ``(channel, row, column)`` order.
+
+        Encoder and decoder must get bit-identical parameters (a last-ulp difference can change a
+        quantised PMF and desynchronise the range decoder), so ``z_hat`` is first made a
+        C-contiguous float64 array: the encoder's symbols come out of a torch convolution in
+        channels-last layout, the decoder's are C-contiguous, and the two layouts take different
+        convolution kernels whose float64 results differ in the last bits.
         """
-        z = torch.from_numpy(np.asarray(z_hat, dtype=np.float64))
+        z = torch.from_numpy(np.ascontiguousarray(z_hat, dtype=np.float64))
         logits, means, scales = self.net.mixture_params(z, self.h_s64)  # [1, M, K, h, w]
         k = self.net.mixtures
 

@@ -23,13 +23,17 @@ import numpy as np
 import pandas as pd
 
 from simlink.plots import (
+    BARS_NOTE,
     METRIC_LABELS,
     _average_finite,
+    _draw,
+    _has_bars,
     _legend_outside,
     _panels,
     _pooled_bler,
     _save,
     method_styles,
+    metric_points,
 )
 from simlink.theory.capacity import (
     QAM_ORDERS,
@@ -45,8 +49,14 @@ from simlink.theory.capacity import (
 BLER_TARGET = 1e-2
 """BLER at which the measured threshold SNR is read off (``bler_vs_snr`` legend)."""
 
-BLER_BOUND_COLUMNS = ["channel", "family", "modulation", "code_rate", "limit_db", "threshold_db", "gap_db"]
+BLER_BOUND_COLUMNS = ["channel", "family", "modulation", "code_rate", "limit_db", "threshold_db", "gap_db",
+                      "threshold_kind", "bracket_lo_db", "bracket_hi_db"]
 """Columns of :func:`bler_bounds`."""
+
+THRESHOLD_KINDS = ("interpolated", "grid", "bracket")
+"""How :func:`bler_bounds` found the crossing: interpolated on log10 BLER between two grid
+points with errors; at a grid point whose BLER equals the target; or only bracketed, because
+the first point at or below the target has no block error at all (no logarithm)."""
 
 OPTA_GRID_POINTS = 121
 """SNR samples of the dashed OPTA curves (the capacities used there are closed forms: cheap)."""
@@ -111,6 +121,31 @@ def _code_rate(df: pd.DataFrame) -> pd.Series:
     return df["code_rate"] if "code_rate" in df else df["code_k"] / df["code_n"]
 
 
+def threshold_bracket(snr_db, bler, target: float = BLER_TARGET) -> tuple[str | None, float, float]:
+    """How a BLER curve's crossing of ``target`` is known from the grid: ``(kind, lo, hi)``.
+
+    The first point (by SNR) with ``BLER <= target`` and its predecessor bracket the crossing
+    (the rule of :func:`simlink.theory.capacity.threshold_snr`): ``kind`` is ``"grid"`` when that
+    point's BLER equals the target (``lo == hi`` = its SNR), ``"bracket"`` when it has no block
+    error (log10 0 does not exist: the crossing lies somewhere in ``(lo, hi]``), otherwise
+    ``"interpolated"`` (on log10 BLER between ``lo`` and ``hi``). ``(None, nan, nan)`` when the
+    curve never reaches the target or starts below it (crossing outside the measured range).
+    """
+    snr = np.asarray(snr_db, dtype=np.float64).ravel()
+    b = np.asarray(bler, dtype=np.float64).ravel()
+    order = np.argsort(snr, kind="stable")
+    snr, b = snr[order], b[order]
+    below = np.flatnonzero(b <= target)
+    if below.size == 0:
+        return None, math.nan, math.nan
+    k = int(below[0])
+    if b[k] == target:
+        return "grid", float(snr[k]), float(snr[k])
+    if k == 0:
+        return None, math.nan, math.nan
+    return ("bracket" if b[k] == 0.0 else "interpolated"), float(snr[k - 1]), float(snr[k])
+
+
 def bler_bounds(df: pd.DataFrame, target: float = BLER_TARGET) -> pd.DataFrame:
     """Capacity limit, measured threshold and gap per channel and link setting.
 
@@ -119,31 +154,61 @@ def bler_bounds(df: pd.DataFrame, target: float = BLER_TARGET) -> pd.DataFrame:
     Output: one row per (channel, modulation, code_rate) with ``family`` (``awgn`` /
     ``rayleigh``), ``limit_db`` (QAM-constrained AWGN limit for ``awgn``, Gaussian-input ergodic
     limit for ``rayleigh``), ``threshold_db`` (pooled BLER reaches ``target``; AWGN only) and
-    ``gap_db`` (``threshold_db - limit_db``, i.e. :func:`gap_to_capacity_db`); NaN where a value
-    does not exist (unknown channel, no BLER crossing in the measured range, ...).
+    ``gap_db`` (``threshold_db - limit_db``, i.e. :func:`gap_to_capacity_db`); how precisely the
+    grid gives the threshold: ``threshold_kind`` (:data:`THRESHOLD_KINDS`, see
+    :func:`threshold_bracket`) and the bracketing grid points ``bracket_lo_db``,
+    ``bracket_hi_db``. For a ``"bracket"`` crossing ``threshold_db`` is the upper end
+    ``bracket_hi_db`` (and ``gap_db`` an upper bound). NaN / None where a value does not exist
+    (unknown channel, no BLER crossing in the measured range, ...).
     """
     rows = []
     keyed = df.assign(code_rate=_code_rate(df))
     for (ch, order, rate), g in keyed.groupby(["channel", "modulation", "code_rate"], sort=False):
         family = channel_family(ch)
         limit = {"awgn": qam_limit_db, "rayleigh": ergodic_limit_db}.get(family, lambda *_: math.nan)(order, rate)
-        thr = gap = math.nan
+        thr = gap = lo = hi = math.nan
+        kind = None
         if family == "awgn":
             bler = _pooled_bler(g)["bler"].dropna()
             thr = threshold_snr(bler.index, bler.to_numpy(), target) if len(bler) else math.nan
+            if len(bler):
+                kind, lo, hi = threshold_bracket(bler.index, bler.to_numpy(), target)
             if np.isfinite(thr) and np.isfinite(limit):
                 gap = float(gap_to_capacity_db(thr, int(order), float(rate)))  # cached quadratures
         rows.append(dict(channel=ch, family=family, modulation=int(order), code_rate=float(rate),
-                         limit_db=limit, threshold_db=thr, gap_db=gap))
+                         limit_db=limit, threshold_db=thr, gap_db=gap, threshold_kind=kind,
+                         bracket_lo_db=lo, bracket_hi_db=hi))
     return pd.DataFrame(rows, columns=BLER_BOUND_COLUMNS)
+
+
+def threshold_label(r, target: float = BLER_TARGET) -> str:
+    """Legend text of one :func:`bler_bounds` row's crossing, as precise as the grid allows.
+
+    ``"awgn: BLER 0.01 at ≈9.5 dB (interp. on log BLER between 9 and 10 dB), gap ≈1.6 dB"``;
+    ``"... at 10 dB (grid point), gap 2.07 dB"``; ``"... between 5 and 10 dB (no block error
+    at 10 dB), gap ≤2.07 dB"``. An interpolated value gets one decimal (two when the bracketing
+    points are less than 0.5 dB apart): the grid says no more.
+    """
+    gap = r.gap_db if np.isfinite(r.gap_db) else None
+    lo, hi = r.bracket_lo_db, r.bracket_hi_db
+    if r.threshold_kind == "interpolated":
+        d = 1 if hi - lo >= 0.5 else 2
+        text = f"at ≈{r.threshold_db:.{d}f} dB (interp. on log BLER between {lo:g} and {hi:g} dB)"
+        return text + (f", gap ≈{gap:.{d}f} dB" if gap is not None else "")
+    if r.threshold_kind == "bracket":
+        text = f"between {lo:g} and {hi:g} dB (no block error at {hi:g} dB)"
+        return text + (f", gap ≤{gap:.2f} dB" if gap is not None else "")
+    return f"at {r.threshold_db:g} dB (grid point)" + (f", gap {gap:.2f} dB" if gap is not None else "")
 
 
 def draw_bler_bounds(ax, bounds: pd.DataFrame, colors: dict[str, str], target: float = BLER_TARGET) -> None:
     """Draw :func:`bler_bounds` on a BLER-vs-SNR axis.
 
     One dotted vertical line per distinct limit (in the colour of the first channel it belongs
-    to; the Rayleigh channels share the ergodic one), and over AWGN a cross at the measured
-    threshold, with the threshold and gap in its legend entry. Rows with NaN draw nothing.
+    to; the Rayleigh channels share the ergodic one), and over AWGN the measured threshold: a
+    cross at an interpolated (or grid-point) crossing, a bar with end ticks over the bracketing
+    grid interval when the crossing is only bracketed; the legend entry says which
+    (:func:`threshold_label`). Rows with NaN draw nothing.
     """
     drawn = bounds.dropna(subset=["limit_db"]).drop_duplicates(["family", "modulation", "code_rate"])
     for r in drawn.itertuples():
@@ -152,10 +217,14 @@ def draw_bler_bounds(ax, bounds: pd.DataFrame, colors: dict[str, str], target: f
                    label=f"{what}, R={r.code_rate:.3g}: {r.limit_db:.2f} dB")
     several = len(bounds.drop_duplicates(["modulation", "code_rate"])) > 1  # name the setting of each cross
     for r in bounds.dropna(subset=["threshold_db"]).itertuples():
-        gap = f", gap {r.gap_db:.2f} dB" if np.isfinite(r.gap_db) else ""
         setting = f" {r.modulation}-QAM R={r.code_rate:.3g}" if several else ""
-        ax.plot([r.threshold_db], [target], marker="x", markersize=7, linestyle="none", color=colors[r.channel],
-                label=f"{r.channel}{setting}: BLER {target:g} at {r.threshold_db:.2f} dB{gap}")
+        label = f"{r.channel}{setting}: BLER {target:g} {threshold_label(r, target)}"
+        if r.threshold_kind == "bracket":
+            ax.plot([r.bracket_lo_db, r.bracket_hi_db], [target, target], marker="|", markersize=9, linewidth=1.5,
+                    color=colors[r.channel], label=label, gid="bler-threshold-bracket")
+        else:
+            ax.plot([r.threshold_db], [target], marker="x", markersize=7, linestyle="none", color=colors[r.channel],
+                    label=label, gid="bler-threshold")
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,12 +297,12 @@ def _snr_grid(snrs) -> np.ndarray:
     return np.union1d(np.linspace(snrs[0], snrs[-1], OPTA_GRID_POINTS), snrs)
 
 
-def plot_opta_vs_snr(df: pd.DataFrame, metric: str, out_dir: Path) -> list[Path]:
+def plot_opta_vs_snr(df: pd.DataFrame, metric: str, out_dir: Path, *, error_bars: bool = True) -> list[Path]:
     """Measured ``metric`` vs Es/N0 against the separation bound at the same channel-use budget.
 
     One panel per channel; per method (with >= 2 operating points) its operating point chosen by
-    :func:`representative_ops`: measured curve solid with markers, :func:`opta_curve` dashed in
-    the same colour. Saved as ``opta_vs_snr`` for PSNR, ``opta_<metric>_vs_snr`` otherwise;
+    :func:`representative_ops`: measured curve solid with markers (95 % error bars from the
+    ``*_ci`` columns with ``error_bars``), :func:`opta_curve` dashed in the same colour. Saved as ``opta_vs_snr`` for PSNR, ``opta_<metric>_vs_snr`` otherwise;
     nothing is written (``[]``) when no method/channel has a bound.
     """
     reps = representative_ops(df.dropna(subset=[metric, f"{metric}_clean"]))
@@ -241,7 +310,8 @@ def plot_opta_vs_snr(df: pd.DataFrame, metric: str, out_dir: Path) -> list[Path]
     if reps.empty or not channels:
         return []
     styles = method_styles(df)
-    avg = _average_finite(df, ["method", "op", "channel", "snr_db"], [metric])
+    finite = df[np.isfinite(df[metric].to_numpy(dtype=float))]
+    avg = metric_points(finite, ["method", "op", "channel", "snr_db"], metric)
     fig, axes = _panels(len(channels))
     for ax, ch in zip(axes, channels):
         meas_ch = avg[avg["channel"] == ch]
@@ -250,8 +320,8 @@ def plot_opta_vs_snr(df: pd.DataFrame, metric: str, out_dir: Path) -> list[Path]
             st = styles[r.method]
             meas = meas_ch[(meas_ch["method"] == r.method) & (meas_ch["op"] == r.op)].sort_values("snr_db")
             bound = opta_curve(df, r.method, ch, r.rho, grid, metric)
-            ax.plot(meas["snr_db"], meas[metric], color=st["color"], marker=st["marker"], markersize=4,
-                    label=f"{r.method} {r.op} (ρ={r.rho:.3g})")
+            _draw(ax, meas["snr_db"], meas[metric], meas["low"], meas["high"], error_bars=error_bars,
+                  color=st["color"], marker=st["marker"], markersize=4, label=f"{r.method} {r.op} (ρ={r.rho:.3g})")
             ax.plot(bound["snr_db"], bound["opta"], color=st["color"], linestyle="--",
                     marker=None if len(grid) > 1 else st["marker"], fillstyle="none",
                     label=f"{r.method} + capacity (OPTA, ρ={r.rho:.3g})")
@@ -260,7 +330,9 @@ def plot_opta_vs_snr(df: pd.DataFrame, metric: str, out_dir: Path) -> list[Path]
         ax.set_ylabel(METRIC_LABELS.get(metric, metric))
         ax.grid(True, alpha=0.3)
     _legend_outside(fig, axes[0])
-    fig.legends[-1].set_title("solid: measured; dashed: codec + capacity\nρ: channel uses per pixel", prop={"size": 7})
+    bars = f"\n{BARS_NOTE}" if any(_has_bars(ax) for ax in fig.axes) else ""
+    fig.legends[-1].set_title(f"solid: measured; dashed: codec + capacity\nρ: channel uses per pixel{bars}",
+                              prop={"size": 7})
     return _save(fig, out_dir, "opta_vs_snr" if metric == "psnr" else f"opta_{metric}_vs_snr")
 
 
@@ -273,6 +345,8 @@ __all__ = [
     "draw_bler_bounds",
     "ergodic_limit_db",
     "opta_curve",
+    "threshold_bracket",
+    "threshold_label",
     "plot_opta_vs_snr",
     "qam_limit_db",
     "representative_ops",

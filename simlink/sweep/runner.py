@@ -413,7 +413,7 @@ def models_used(p: Plan) -> list[dict]:
 
 
 def finish(p: Plan, manifest: dict, status: str, n_computed: int, *, plots: bool, sw: Stopwatch,
-           started: datetime, t_start: float, log: Callable[[str], None]):
+           started: datetime, t_start: float, log: Callable[[str], None], plot_options: dict | None = None):
     """Draw the plots (complete runs), record the run in the manifest, return the table; raises
     :class:`SweepInterrupted` for an interrupted run after saving everything."""
     df = p.store.frame()
@@ -421,7 +421,7 @@ def finish(p: Plan, manifest: dict, status: str, n_computed: int, *, plots: bool
         from simlink.plots import make_plots
 
         with sw("plots"):
-            make_plots(df, p.out_dir / "plots")
+            make_plots(df, p.out_dir / "plots", **(plot_options or {}))
     manifest["status"] = status
     manifest["models"] = models_used(p)
     manifest["runs"] = p.previous_runs + [{
@@ -453,6 +453,7 @@ def run_scenario(
     log: Callable[[str], None] | None = None,
     cache_root: str | Path | None = None,
     progress_every_s: float | None = None,
+    plot_options: dict | None = None,
 ):
     """Run every cell of ``scenario`` not already in ``out_dir``; return the results table.
 
@@ -471,6 +472,8 @@ def run_scenario(
             (default ``$SIMLINK_CACHE`` or ``~/.cache/simlink``).
         progress_every_s: when stderr is not a terminal (a batch log), seconds between plain
             progress lines (default ``$SIMLINK_PROGRESS_S`` or :data:`PROGRESS_EVERY_S`).
+        plot_options: keyword arguments of :func:`simlink.plots.make_plots` (``error_bars``,
+            ``log_rate``); default: its defaults.
 
     Returns:
         The tidy results table (``pandas.DataFrame``), one row per cell, in grid order.
@@ -493,7 +496,7 @@ def run_scenario(
             status, n_computed = execute(p, log=log, quiet=quiet, sw=sw, cache_root=cache_root,
                                          progress_every_s=progress_every_s)
             return finish(p, manifest, status, n_computed, plots=plots, sw=sw, started=started, t_start=t_start,
-                          log=log)
+                          log=log, plot_options=plot_options)
     except BaseException:
         if created and not (out / "results.parquet").exists():
             remove_if_unused(out)  # a run that failed before its first row leaves no folder behind

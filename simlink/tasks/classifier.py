@@ -189,6 +189,13 @@ class TaskModel:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except FileNotFoundError as exc:
             raise SimlinkError(f"task model file not found: {path}") from exc
+        except Exception as exc:
+            raise SimlinkError(f"{path}: cannot read task model ({type(exc).__name__}: {exc})") from exc
+        return cls.from_saved(obj, path, device)
+
+    @classmethod
+    def from_saved(cls, obj, path: str | os.PathLike = "<object>", device: str = "cpu") -> "TaskModel":
+        """Rebuild a model from what :meth:`save` wrote, already read (``path`` for messages)."""
         if not isinstance(obj, dict) or "config" not in obj or "state_dict" not in obj:
             raise SimlinkError(f"{path}: not a simlink task model (needs 'config' and 'state_dict')")
         cfg = obj["config"]

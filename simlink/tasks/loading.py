@@ -62,14 +62,16 @@ def train_task_model(arch: str, train, ctx, checkpoint_every_s: float = 60.0) ->
     labels, the seed and the loop version. Training runs the shared resumable loop: it checkpoints
     into the cache folder (every ``checkpoint_every_s`` seconds, each epoch end, on Ctrl-C /
     SIGTERM) and a killed training resumes from there. The finished model is saved with
-    :meth:`TaskModel.save` (atomically) plus ``info.json`` (key, meta, per-epoch history).
+    :meth:`TaskModel.save` (atomically) plus ``info.json`` (key, meta, per-epoch history and the
+    sha256 of ``model.pt``, verified on load: a corrupt entry is moved aside and retrained). One
+    process trains an entry at a time; another that needs it waits and loads it
+    (:func:`~simlink.learned.cache.load_or_build`).
 
     Raises:
         SimlinkError: ``arch`` cannot be trained, or the split has no / out-of-range labels.
     """
-    from simlink.atomic import atomic_write_json
     from simlink.hashing import stable_hash
-    from simlink.learned.cache import CODE_VERSION, ModelCache
+    from simlink.learned.cache import CODE_VERSION, ModelCache, load_or_build
     from simlink.learned.settings import OptimSettings
     from simlink.tasks.classifier import TaskModel, fit_classifier, small_cnn
     from simlink.tasks.kinds import TRAINABLE_ARCHITECTURES
@@ -79,20 +81,29 @@ def train_task_model(arch: str, train, ctx, checkpoint_every_s: float = 60.0) ->
     key = {"arch": arch, "train": train.model_dump(), "data": ctx.data_identity(train.split, train.n_images),
            "seed": ctx.seed, "code": CODE_VERSION, "loop": TASK_LOOP_VERSION}
     cache = ModelCache("task", stable_hash(key), ctx.cache_root)
-    if cache.is_done():
-        return TaskModel.load(cache.model_path)
-    data = ctx.train_images(train.split, train.n_images)
-    if data.labels is None:
-        raise SimlinkError(f"task.train: {data.name}/{data.split} has no class labels")
-    num_classes = max(len(data.classes or []), int(data.labels.max()) + 1)
-    ctx.log(f"task: training {arch} on {len(data)} {data.name}/{data.split} images, {train.epochs} epochs "
-            f"-> {cache.dir}")
-    model = small_cnn(num_classes, width=train.width, classes=data.classes, seed=ctx.seed)
-    settings = OptimSettings(epochs=train.epochs, batch_size=train.batch_size, lr=train.lr, grad_clip=None)
-    result = fit_classifier(model, data, settings, seed=ctx.seed, device=str(ctx.device), augment=train.augment,
-                            cache=cache, log=ctx.log, checkpoint_every_s=checkpoint_every_s)
-    model.save(cache.model_path)  # atomic
-    atomic_write_json({"key": key, "meta": model.meta, "history": result.history, "wall_s": round(result.wall_s, 3),
-                       "resumed_from": result.resumed_from}, cache.info_path)
-    cache.checkpoint_path.unlink(missing_ok=True)
-    return model
+
+    def load() -> TaskModel:
+        obj = cache.load_model()  # sha256-verified; a corrupt entry is moved aside
+        try:
+            return TaskModel.from_saved(obj, cache.model_path)
+        except SimlinkError as exc:
+            cache.quarantine(f"model.pt is not a task model ({exc})")
+
+    def build() -> TaskModel:
+        data = ctx.train_images(train.split, train.n_images)
+        if data.labels is None:
+            raise SimlinkError(f"task.train: {data.name}/{data.split} has no class labels")
+        num_classes = max(len(data.classes or []), int(data.labels.max()) + 1)
+        ctx.log(f"task: training {arch} on {len(data)} {data.name}/{data.split} images, {train.epochs} epochs "
+                f"-> {cache.dir}")
+        model = small_cnn(num_classes, width=train.width, classes=data.classes, seed=ctx.seed)
+        settings = OptimSettings(epochs=train.epochs, batch_size=train.batch_size, lr=train.lr, grad_clip=None)
+        result = fit_classifier(model, data, settings, seed=ctx.seed, device=str(ctx.device), augment=train.augment,
+                                cache=cache, log=ctx.log, checkpoint_every_s=checkpoint_every_s)
+        model.save(cache.model_path)  # atomic
+        cache.write_info({"key": key, "meta": model.meta, "history": result.history, "wall_s": round(result.wall_s, 3),
+                          "resumed_from": result.resumed_from})  # + sha256 of model.pt
+        cache.checkpoint_path.unlink(missing_ok=True)
+        return model
+
+    return load_or_build(cache, load, build, ctx.log)[0]
