@@ -106,7 +106,7 @@ def run(quick: bool = True, device: str | None = None, threads: int | None = Non
     num_cw = 192 if quick else 1024
     repeats = 3 if quick else 5
     base = LinkConfig(code=CodeConfig(k=K, n=N, num_iter=NUM_ITER), modulation=MODULATION, crc="24A",
-                      max_codewords_per_batch=max(4096, num_cw))
+                      max_codewords_per_batch=max(4096, num_cw), decoder="sionna")  # like for like
     cfg_full = base.model_copy(update={"code": base.code.model_copy(update={"early_stop": False})})
     cfg_early = base.model_copy(update={"code": base.code.model_copy(update={"early_stop": True})})
     bare = BareSionnaChain(device)

@@ -9,7 +9,12 @@ measured in the same run.
    (ratio, target < 2, because the source side is encoded once and reused);
 4. validate: wall time of `simlink validate scenarios/quickstart.yaml` in a fresh process
    (goal < 2 s; it imports neither torch nor Sionna), against a bare `python -c "import simlink"`
-   in the same run (the interpreter's own start-up).
+   in the same run (the interpreter's own start-up);
+5. entropy coding: the learned codecs' Gaussian-mixture coder's symbol rate vs constriction's raw
+   rate on the same symbols (``benchmarks/bench_entropy.py``; ratio, goal >= 1/3);
+6. LDPC decoder: simlink's numba decoder vs Sionna's on the same LLRs at three Es/N0 points, both
+   with early termination (``benchmarks/bench_decoder.py``; ratio, goal >= 10), and the quickstart
+   with ``link.decoder: sionna`` vs ``auto`` on a warm model cache (the link's share of its time).
 
 Usage: ``python benchmarks/run_all.py [--quick]``; prints a table and writes
 ``results/bench/bench.json``.
@@ -44,6 +49,31 @@ def bench_quickstart() -> dict:
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return {"quickstart_wall_s": round(wall, 2), "quickstart_peak_mem_gb": round(peak_kib / 2**20, 3),
             "budget_wall_s": 300, "budget_mem_gb": 4.0}
+
+
+def bench_quickstart_decoders() -> dict:
+    """The quickstart twice on one warm model cache (trained once first, not timed), with
+    ``link.decoder: sionna`` and with ``auto`` (numba on this CPU): wall times and their ratio."""
+    import yaml
+
+    exe = Path(sys.executable).with_name("simlink")
+    out: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp) / "cache"
+        subprocess.run([str(exe), "train", str(ROOT / "scenarios" / "quickstart.yaml"), "--cache", str(cache)],
+                       check=True, capture_output=True)
+        for decoder in ("sionna", "auto"):
+            sc = yaml.safe_load((ROOT / "scenarios" / "quickstart.yaml").read_text())
+            sc["link"]["decoder"] = decoder
+            f = Path(tmp) / f"quickstart_{decoder}.yaml"
+            f.write_text(yaml.safe_dump(sc))
+            t0 = time.perf_counter()
+            subprocess.run([str(exe), "run", str(f), "--out", str(Path(tmp) / decoder), "--quiet", "--no-plots",
+                            "--cache", str(cache)], check=True)
+            out[f"quickstart_{decoder}_s"] = round(time.perf_counter() - t0, 2)
+    out["ratio_sionna_over_auto"] = round(out["quickstart_sionna_s"] / out["quickstart_auto_s"], 2)
+    out["goal_auto_s"] = 90
+    return out
 
 
 def bench_validate(repeats: int = 5) -> dict:
@@ -146,6 +176,19 @@ def main() -> None:
     print("== simlink validate ==", flush=True)
     results["validate"] = bench_validate()
     print(json.dumps(results["validate"], indent=2), flush=True)
+    import bench_entropy
+
+    print("== entropy coding (mixture coder vs constriction raw) ==", flush=True)
+    results["entropy"] = bench_entropy.run(n_images=200 if args.quick else 1000)
+    print(json.dumps(results["entropy"], indent=2), flush=True)
+    import bench_decoder
+
+    print("== LDPC decoder (numba vs Sionna, same LLRs) ==", flush=True)
+    results["decoder"] = bench_decoder.run(quick=args.quick)
+    print(json.dumps({k: v for k, v in results["decoder"].items()}, indent=2, default=str), flush=True)
+    print("== quickstart, decoder sionna vs auto (warm cache) ==", flush=True)
+    results["quickstart_decoders"] = bench_quickstart_decoders()
+    print(json.dumps(results["quickstart_decoders"], indent=2), flush=True)
     print("== quickstart (make run) ==", flush=True)
     results["quickstart"] = bench_quickstart()
     print(json.dumps(results["quickstart"], indent=2), flush=True)
@@ -161,6 +204,16 @@ def main() -> None:
     v = results["validate"]
     print(f"  simlink validate (quickstart)             : {v['validate_s']:.2f} s   (goal < 2 s; bare import "
           f"{v['import_simlink_s']:.2f} s, ratio {v['ratio_validate_over_import']:.1f})")
+    e = results["entropy"]
+    print(f"  entropy coding rate mixture / raw         : {e['ratio_vs_raw_gaussian']:.3f}   (goal >= 1/3; "
+          f"{e['mixture_encode_s_per_1000_images']:.2f} s vs {e['raw_gaussian_s_per_1000_images']:.2f} s per 1000 images)")
+    dec = results["decoder"]
+    print("  LDPC decoder numba / Sionna (early stop)  : " + ", ".join(
+        f"{dec[p]['ratio']:.1f}x {p} ({dec[p]['esno_db']:g} dB, agree {dec[p]['agree']:.3f})"
+        for p in ("below", "waterfall", "above")) + "   (goal >= 10)")
+    qd = results["quickstart_decoders"]
+    print(f"  quickstart decoder sionna / auto          : {qd['quickstart_sionna_s']:.1f} s / {qd['quickstart_auto_s']:.1f} s"
+          f" = {qd['ratio_sionna_over_auto']:.2f}   (goal: auto under 90 s)")
     q = results["quickstart"]
     print(f"  quickstart wall time / peak memory        : {q['quickstart_wall_s']:.1f} s / {q['quickstart_peak_mem_gb']:.2f} GB"
           "   (budget 300 s / 4 GB)")

@@ -271,8 +271,13 @@ class Scenario(_Strict):
     def channel_labels(self) -> list[str]:
         return [_channel_label(c) for c in self.channels]
 
-    def context_hash(self) -> str:
+    def context_hash(self, device: str | None = None) -> str:
         """Hash of everything that changes every cell's result (dataset, link, seed, policy, task).
+
+        ``device``: the torch device the run uses. The LDPC decoder that ``link.decoder``
+        resolves to there (:meth:`LinkConfig.decoders_used`) is hashed when it is not Sionna's
+        alone, so a folder decoded by one decoder never resumes with the other; with Sionna (and
+        with ``device=None``) the hash is what it was before decoders could be chosen.
 
         Methods, channels, SNRs and repeats are *not* in it: adding any of them to a scenario
         and re-running into the same folder computes only the new cells. Only settings that
@@ -293,7 +298,15 @@ class Scenario(_Strict):
         }
         if self.task is not None:
             ctx["task"] = settings_dump(self.task)
+        ctx["link"].pop("decoder", None)  # what it resolves to is what matters
+        if device is not None and self.link.decoders_used(device) != ("sionna",):
+            ctx["decoder"] = list(self.link.decoders_used(device))
         return stable_hash(ctx)
+
+    def context_hashes_any_decoder(self) -> list[str]:
+        """:meth:`context_hash` under every decoder the scenario can resolve to (for commands that
+        read a results folder without decoding, e.g. ``simlink mi``)."""
+        return list(dict.fromkeys([self.context_hash(None), self.context_hash("cpu")]))
 
     def legacy_context_hashes(self) -> list[str]:
         """Context hashes this scenario had under earlier hash versions (folders written by earlier
@@ -308,7 +321,9 @@ class Scenario(_Strict):
         }
 
         def newer_keys_set(model, allowed: set[str]) -> bool:
-            return bool(set(settings_dump(model)) - allowed - {"download", "max_codewords_per_batch"})
+            # speed knobs, and link.decoder: v1 folders were decoded by Sionna, and the runner offers
+            # them only to runs that decode with Sionna (whether pinned or resolved from auto)
+            return bool(set(settings_dump(model)) - allowed - {"download", "max_codewords_per_batch", "decoder"})
 
         if newer_keys_set(self.dataset, v1_fields["dataset"]) or newer_keys_set(self.link, v1_fields["link"]) \
                 or newer_keys_set(self.link.code, v1_fields["code"]):

@@ -234,7 +234,7 @@ def test_rerun_replaces_columns_and_resume_keeps_them(swept):
     table = pd.read_parquet(out / "results.parquet")
     table.loc[table.method == "jpeg", "method_hash"] = "other"
     table.to_parquet(out / "results.parquet", index=False)
-    merge = merge_into_results(out, second, sc.context_hash())
+    merge = merge_into_results(out, second, sc.context_hash("cpu"))  # the folder was decoded on the CPU
     assert merge == {"rows": 9, "filled": 3, "stale": 6}
     table = pd.read_parquet(out / "results.parquet")
     assert table[table.method == "jpeg"][MI_COLUMNS].isna().all().all()
@@ -247,7 +247,7 @@ def test_rerun_replaces_columns_and_resume_keeps_them(swept):
     jpeg = build_method(sc.methods[1])
     table.loc[table.method == "jpeg", "method_hash"] = legacy_method_hash(jpeg)
     table.to_parquet(out / "results.parquet", index=False)
-    assert merge_into_results(out, second, sc.context_hash()) == {"rows": 9, "filled": 9, "stale": 0}
+    assert merge_into_results(out, second, sc.context_hash("cpu")) == {"rows": 9, "filled": 9, "stale": 0}
     table = pd.read_parquet(out / "results.parquet")
     assert (table[table.method == "jpeg"].method_hash == second[second.method == "jpeg"].method_hash.iloc[0]).all()
 

@@ -121,11 +121,11 @@ def test_context_hash_ignores_grid_extensions(tiny_scenario_dict):
 
 def _v1_context_hash(sc) -> str:
     """The context hash as simlink computed it before hash version 2 (every field it had then dumped;
-    ``link.parts`` came later)."""
+    ``link.parts`` and ``link.decoder`` came later)."""
     from simlink.hashing import stable_hash
 
     ctx = {"dataset": sc.dataset.model_dump(exclude={"download", "skip_unreadable"}),
-           "link": sc.link.model_dump(exclude={"max_codewords_per_batch", "parts"}), "seed": sc.seed,
+           "link": sc.link.model_dump(exclude={"max_codewords_per_batch", "parts", "decoder"}), "seed": sc.seed,
            "error_policy": sc.error_policy}
     if sc.task is not None:
         ctx["task"] = sc.task.model_dump()

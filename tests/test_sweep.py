@@ -204,6 +204,7 @@ def test_folders_of_the_previous_hash_version_resume(tmp_path, tiny_scenario_dic
     from simlink.sweep.runner import legacy_method_hash, method_hash
 
     out = tmp_path / "r"
+    tiny_scenario_dict["link"]["decoder"] = "sionna"  # folders of that version were decoded by Sionna
     sc = parse_scenario(tiny_scenario_dict)
     first = _run(tiny_scenario_dict, out)
     (v1,) = sc.legacy_context_hashes()
@@ -219,6 +220,10 @@ def test_folders_of_the_previous_hash_version_resume(tmp_path, tiny_scenario_dic
     assert runs["runs"][-1]["cells_computed"] == 0 and runs["context_hash"] == sc.context_hash()
     assert (again.method_hash == new_m).all()
     pd.testing.assert_frame_equal(again, first)
+    # ... but not by a run that decodes with the numba decoder (auto on a CPU)
+    (out / "manifest.json").write_text(json.dumps({**manifest, "context_hash": v1}))
+    with pytest.raises(SimlinkError, match="decoded by Sionna's LDPC decoder"):
+        _run({**tiny_scenario_dict, "link": {**tiny_scenario_dict["link"], "decoder": "auto"}}, out)
     # a folder of another context is still refused
     (out / "manifest.json").write_text(json.dumps({**manifest, "context_hash": "0123456789abcdef"}))
     with pytest.raises(SimlinkError, match="different scenario context"):

@@ -355,11 +355,13 @@ def scenario_mutual_information(
     log = log or (lambda s: None)
     out_dir = Path(out_dir)
     if (out_dir / "results.parquet").is_file():  # refuse a foreign folder before any training
-        _check_context(out_dir, scenario.context_hash(), scenario.legacy_context_hashes())
+        _check_context(out_dir, scenario.context_hash(), scenario.legacy_context_hashes()
+                       + scenario.context_hashes_any_decoder())
     mi = compute_mutual_information(scenario, log=log, **kwargs)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / MI_FILE, mi.to_csv(index=False))
-    merge = merge_into_results(out_dir, mi, scenario.context_hash(), scenario.legacy_context_hashes())
+    merge = merge_into_results(out_dir, mi, scenario.context_hash(), scenario.legacy_context_hashes()
+                               + scenario.context_hashes_any_decoder())
     if merge is None:
         log(f"simlink mi: no results table in {out_dir} yet; wrote {out_dir / MI_FILE} only "
             "(run `simlink mi` again after `simlink run` to add the columns to the table)")

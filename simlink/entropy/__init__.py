@@ -15,7 +15,10 @@ from simlink.entropy.coder import (
     encode_gaussian,
     encode_mixture,
     gaussian_support,
+    mixture_model,
+    mixture_models,
     mixture_support,
+    MixtureModel,
 )
 from simlink.entropy.conditional import (
     LIKELIHOOD_BOUND,
@@ -48,4 +51,7 @@ __all__ = [
     "SymbolReader",
     "gaussian_support",
     "mixture_support",
+    "mixture_model",
+    "mixture_models",
+    "MixtureModel",
 ]

@@ -11,14 +11,39 @@ Finite supports (decoder and encoder derive them identically from the parameters
   ``lo = floor(min(means - tail_sigmas * scales))``, ``hi = ceil(max(means + tail_sigmas * scales))``
   (scales first lower-bounded by SCALE_BOUND = 0.11, as in the likelihood layers). The model
   is constriction's ``QuantizedGaussian`` (Gaussian truncated to the support, renormalised).
-* Mixture: a per-element support starting at ``floor(min_m(mu_m - tail_sigmas * s_m))``, of
-  common width ``W <= max_width``; element PMFs are mixture-CDF differences with the tail
-  mass folded into the two edge bins; coded with a per-element ``Categorical``.
+* Mixture (the learned codecs' latents), built vectorised for all elements (and, through
+  :func:`mixture_models`, for several images) in one pass:
+
+  1. every component is snapped to a grid: scale to the nearest of ``0.11 * 2**(q/24)``
+     (q < 289, up to ~450; larger scales take the top level), mean to a multiple of ``1/F_q``
+     (F_q a power of two ~ 32 / s_q, at most 256);
+  2. each element codes the symbols ``lo .. lo + row - 3`` directly, where ``[lo, hi]`` is the
+     union of its components' ``floor(mean) +- ceil(5 s_q)`` and ``row`` the smallest
+     ``ROW_LADDER`` length >= hi - lo + 3 (at most MAX_ROW, then a window around the heaviest
+     component); two more bins are escapes (mass below / above) for every other int32 symbol,
+     whose excess is then coded Elias-gamma style (bit length, then the bits): decoding is exact;
+  3. the row's probabilities are mixture-CDF differences read from one table of Gaussian CDFs
+     on the grid, and elements are coded in groups of equal row length with a batched
+     ``Categorical(perfect=False)``.
+
+  Why encoder and decoder get identical integer CDFs whatever the device: the parameters are
+  the float64 CPU values of :meth:`TrainedCodec.params` (never GPU values); snapping uses only
+  exact operations (comparisons with fixed decimal cell edges, a multiply by a power of two,
+  round-half-even, integer shifts), so equal values give equal grid indices whatever their
+  dtype (float32 is widened exactly) or memory layout; the CDF table is a pure function of the
+  grid, computed once per process on the CPU in float64 with scipy's scalar ``ndtr``; a row is
+  a fixed sequence of IEEE multiplies/adds/subtractions (components summed in index order, no
+  layout-dependent reductions) evaluated by the same code with or without numba (no fast-math;
+  a test checks both paths bit for bit); an element's row depends only on its own parameters,
+  so batching never changes it; constriction then quantises the float64 rows
+  deterministically. What remains assumed is the same scipy ``ndtr`` bits on both ends
+  (:meth:`_CdfTable.digest` fingerprints the table).
 * Factorized: per-channel tables from :meth:`FactorizedPrior.pmf_tables`.
 
-Symbols outside the support are clamped into it before coding, so decoding then returns the
-clamped symbols (with the default tails this only concerns symbols the model deems
-essentially impossible).
+Gaussian and factorized models: symbols outside the support are clamped into it before coding,
+so decoding then returns the clamped symbols (with the default tails this only concerns symbols
+the model deems essentially impossible). The mixture model codes every int32 symbol exactly
+(escape bins, above).
 
 A corrupted or truncated stream never hangs (the symbol count is fixed by the parameters):
 either constriction rejects it, which is re-raised as :class:`simlink.errors.DecodeError`,
@@ -26,6 +51,11 @@ or it decodes to in-support symbols of the right count that may be wrong.
 """
 
 from __future__ import annotations
+
+import hashlib
+import math
+import os
+from dataclasses import dataclass
 
 import numpy as np
 import constriction
@@ -36,8 +66,6 @@ from simlink.entropy.factorized import PmfTables
 from simlink.errors import DecodeError
 
 TAIL_SIGMAS = 16.0
-MAX_MIXTURE_WIDTH = 2048
-_CHUNK_ELEMENTS = 4096
 
 _model = constriction.stream.model
 _queue = constriction.stream.queue
@@ -94,7 +122,12 @@ class SymbolWriter:
 
     def mixture(self, symbols, weights, means, scales) -> None:
         """Append int symbols [N] under discretised mixtures (see :func:`encode_mixture`)."""
-        _put_mixture(self._enc, symbols, weights, means, scales)
+        _put_mixture_model(self._enc, symbols, mixture_model(weights, means, scales))
+
+    def mixture_model(self, symbols, model: "MixtureModel") -> None:
+        """Append int symbols [N] under a prepared :class:`MixtureModel` (e.g. one of a batch
+        built by :func:`mixture_models`); same bits as :meth:`mixture` with its parameters."""
+        _put_mixture_model(self._enc, symbols, model)
 
     def factorized(self, symbols, tables: PmfTables) -> None:
         """Append int symbols [B, C, H, W] under per-channel tables (see :func:`encode_factorized`)."""
@@ -133,7 +166,11 @@ class SymbolReader:
 
     def mixture(self, weights, means, scales) -> np.ndarray:
         """int32 [N] symbols, N = len(weights)."""
-        return _get_mixture(self, weights, means, scales)
+        return _get_mixture_model(self, mixture_model(weights, means, scales))
+
+    def mixture_model(self, model: "MixtureModel") -> np.ndarray:
+        """int32 [N] symbols under a prepared :class:`MixtureModel`."""
+        return _get_mixture_model(self, model)
 
     def factorized(self, tables: PmfTables, shape: tuple[int, int, int, int]) -> np.ndarray:
         """int32 symbols of ``shape`` [B, C, H, W]."""
@@ -194,7 +231,6 @@ def decode_gaussian(data: bytes, means, scales) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- mixture
 
-
 def _mixture_params(weights, means, scales, n: int | None):
     weights = _as_params(weights, n, "weights")
     n = weights.shape[0]
@@ -204,69 +240,393 @@ def _mixture_params(weights, means, scales, n: int | None):
         raise ValueError("weights, means and scales must all be [N, M]")
     if np.any(weights < 0):
         raise ValueError("mixture weights must be non-negative (pass softmax(logits))")
-    weights = weights / weights.sum(axis=1, keepdims=True)
-    return weights, means, scales
+    total = np.zeros(n)
+    for m in range(weights.shape[1]):  # a fixed summation order (np.sum's pairwise order depends on layout)
+        total = total + weights[:, m]
+    if np.any(total <= 0):
+        raise ValueError("every mixture needs a positive weight")
+    return weights / total[:, None], means, scales
 
 
-def mixture_support(means, scales, tail_sigmas: float = TAIL_SIGMAS,
-                    max_width: int = MAX_MIXTURE_WIDTH) -> tuple[np.ndarray, int]:
-    """Per-element support start (int64 [N]) and common width W for the mixture coder."""
-    means = _as_params(means, name="means")
-    scales = np.maximum(_as_params(scales, name="scales"), SCALE_BOUND)
-    lo = np.floor(np.min(means - tail_sigmas * scales, axis=1)).astype(np.int64)
-    hi = np.ceil(np.max(means + tail_sigmas * scales, axis=1)).astype(np.int64)
-    width = int(min(max(int(np.max(hi - lo + 1)) if lo.size else 1, 1), max_width))
-    return lo, width
+
+#: Scale grid: ``SCALE_BOUND * 2**(q / SCALE_STEPS_PER_OCTAVE)`` for q = 0 .. SCALE_LEVELS-1.
+SCALE_STEPS_PER_OCTAVE = 24
+SCALE_LEVELS = 12 * SCALE_STEPS_PER_OCTAVE + 1  # up to 0.11 * 2**12 ~ 450.6
+#: Means are snapped to multiples of 1/F_q, F_q the power of two nearest MEAN_STEPS_PER_SCALE / s_q
+#: (between 1 and MAX_MEAN_STEPS): a mean error of at most s_q / (2 MEAN_STEPS_PER_SCALE).
+MEAN_STEPS_PER_SCALE = 32
+MAX_MEAN_STEPS = 256
+#: Component support: the mean's integer part +- ceil(MIXTURE_TAIL_SIGMAS * s_q) (+1 above).
+MIXTURE_TAIL_SIGMAS = 5.0
+MEAN_BOUND = 2.0**30
+_ESC_CLASSES = 41
+#: Longest coded row: an element whose components lie further apart gets a window of this many
+#: bins around its heaviest component (the others' mass then sits in the escapes).
+MAX_ROW = 2**14  # bit lengths 0..40 of an escape's excess
 
 
-def mixture_pmfs(offsets: np.ndarray, width: int, weights: np.ndarray, means: np.ndarray,
-                 scales: np.ndarray) -> np.ndarray:
-    """PMF rows float64 [N, width] for symbols offsets[i] + k; edge bins hold the tails."""
-    k = np.arange(width, dtype=np.float64)
-    sym = offsets[:, None].astype(np.float64) + k[None, :]  # [N, W]
-    mu = means[:, None, :]
-    s = scales[:, None, :]
-    w = weights[:, None, :]
-    c_hi = (w * ndtr((sym[:, :, None] + 0.5 - mu) / s)).sum(axis=2)
-    c_lo = (w * ndtr((sym[:, :, None] - 0.5 - mu) / s)).sum(axis=2)
-    c_lo[:, 0] = 0.0
-    c_hi[:, -1] = 1.0
-    pmf = np.clip(c_hi - c_lo, 0.0, None)
-    return pmf / pmf.sum(axis=1, keepdims=True)
+def _decimal(x: float) -> float:
+    """x rounded to 12 significant digits: grid constants that do not depend on libm's last ulp."""
+    return float(f"{x:.12g}")
 
 
-def _put_mixture(enc, symbols, weights, means, scales) -> None:
-    sym = _symbols(symbols)
-    weights, means, scales = _mixture_params(weights, means, scales, sym.size)
-    offsets, width = mixture_support(means, scales)
-    family = _model.Categorical(perfect=False)
-    for start in range(0, sym.size, _CHUNK_ELEMENTS):
-        sl = slice(start, start + _CHUNK_ELEMENTS)
-        pmf = mixture_pmfs(offsets[sl], width, weights[sl], means[sl], scales[sl])
-        idx = np.clip(sym[sl] - offsets[sl], 0, width - 1).astype(np.int32)
-        enc.encode(idx, family, pmf)
+class _CdfTable:
+    """Gaussian CDFs on the parameter grid, computed once per process (float64, CPU, scipy ndtr).
+
+    Row (q, f) holds ``ndtr((r - 1/2 - f / F_q) / s_q)`` for r = -R_q .. R_q + 2: the CDF at
+    the bin edges of the symbols ``base + r`` of a Gaussian with mean ``base + f / F_q`` and
+    scale ``s_q`` (R_q = ceil(MIXTURE_TAIL_SIGMAS * s_q)).
+    """
+
+    def __init__(self) -> None:
+        octave = [_decimal(2.0 ** (r / SCALE_STEPS_PER_OCTAVE)) for r in range(SCALE_STEPS_PER_OCTAVE)]
+        half = _decimal(2.0 ** (0.5 / SCALE_STEPS_PER_OCTAVE))
+        q = np.arange(SCALE_LEVELS)
+        self.scales = np.array([_decimal(SCALE_BOUND * math.ldexp(octave[i % SCALE_STEPS_PER_OCTAVE],
+                                                                   int(i) // SCALE_STEPS_PER_OCTAVE)) for i in q])
+        #: upper edges of the scale cells (geometric midpoints): s -> q by comparisons only
+        self.edges = np.array([_decimal(s * half) for s in self.scales[:-1]])
+        pad = 1 << int(self.edges.size).bit_length()
+        self.edges_padded = np.concatenate([self.edges, np.full(pad - self.edges.size, np.inf)])
+        steps = np.array([min(MAX_MEAN_STEPS, max(1, 2 ** round(math.log2(MEAN_STEPS_PER_SCALE / s))))
+                          for s in self.scales], dtype=np.int64)
+        self.shift = np.array([int(s).bit_length() - 1 for s in steps], dtype=np.int64)
+        self.steps = steps.astype(np.float64)  # F_q: powers of two, so mean * F_q is exact
+        self.half_width = np.ceil(MIXTURE_TAIL_SIGMAS * self.scales).astype(np.int64)
+        self.row_len = 2 * self.half_width + 3
+        sizes = steps * self.row_len
+        self.start = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        parts = []
+        for s, f_steps, rr in zip(self.scales, steps, self.half_width):
+            r = np.arange(-rr, rr + 3, dtype=np.float64)
+            f = np.arange(f_steps, dtype=np.float64) / f_steps
+            parts.append(ndtr((r[None, :] - 0.5 - f[:, None]) / s).ravel())
+        self.values = np.concatenate(parts)
+
+    def digest(self) -> str:
+        """sha256 of the table (what encoder and decoder must share bit for bit)."""
+        return hashlib.sha256(self.values.tobytes() + self.scales.tobytes()).hexdigest()
 
 
-def _get_mixture(reader: "SymbolReader", weights, means, scales) -> np.ndarray:
+_TABLE: _CdfTable | None = None
+
+
+def cdf_table() -> _CdfTable:
+    """The process-wide CDF table (built on first use, ~20 ms)."""
+    global _TABLE
+    if _TABLE is None:
+        _TABLE = _CdfTable()
+    return _TABLE
+
+
+def _ladder() -> np.ndarray:
+    out = [4, 6]
+    while out[-1] < MAX_ROW:
+        out += [out[-2] * 2, out[-1] * 2]
+    return np.array([r for r in out if r <= MAX_ROW], dtype=np.int64)
+
+
+#: Row lengths of the coded distributions (escape-low, symbols, escape-high): an element's row
+#: length is the smallest of these that holds its support plus the two escapes.
+ROW_LADDER = _ladder()
+
+
+@dataclass(frozen=True)
+class MixtureModel:
+    """Quantised distributions of N mixture elements, ready for the range coder.
+
+    lo: int64 [N], the first symbol of each element's support; row: int64 [N], each element's
+    row length (a ROW_LADDER entry); symbols lo .. lo + row - 3 are coded directly, others
+    through an escape. groups: (row length, element indices ascending, float64 [n, row] PMF
+    rows) in coding order (ascending row length).
+    """
+
+    lo: np.ndarray
+    row: np.ndarray
+    groups: tuple[tuple[int, np.ndarray, np.ndarray], ...]
+
+    @property
+    def size(self) -> int:
+        return int(self.lo.size)
+
+
+def _snap_numpy(means, scales):
+    """Grid indices of every component: (base, table row start, half width), int64 [N, K].
+
+    Only exact operations: comparisons with the grid's cell edges (scale index q), a multiply
+    by a power of two and round-half-even (mean in 1/F_q steps), integer shifts."""
+    t = cdf_table()
+    q = np.searchsorted(t.edges, scales, side="left")
+    shift = t.shift[q]
+    mq = np.rint(np.clip(means, -MEAN_BOUND, MEAN_BOUND) * t.steps[q]).astype(np.int64)
+    base = mq >> shift
+    frac = mq & ((np.int64(1) << shift) - 1)
+    half = t.half_width[q]
+    start = t.start[q] + frac * t.row_len[q]
+    return base, start, half
+
+
+def _snap_kernel(means, scales, edges, shift_t, steps_t, half_t, start_t, len_t, bound, base, start, half):  # pragma: no cover
+    n, k = means.shape
+    for i in range(n):
+        for m in range(k):
+            s = scales[i, m]
+            q = 0  # number of edges < s (= searchsorted side="left"), branch-free; edges padded to 2**p with +inf
+            step = edges.size >> 1
+            while step:
+                q += step * (edges[q + step - 1] < s)
+                step >>= 1
+            sh = shift_t[q]
+            mu = min(max(means[i, m], -bound), bound)
+            mq = np.int64(np.rint(mu * steps_t[q]))
+            base[i, m] = mq >> sh
+            half[i, m] = half_t[q]
+            start[i, m] = start_t[q] + (mq & ((np.int64(1) << sh) - 1)) * len_t[q]
+
+
+_SNAP_COMPILED = None
+
+
+def _snap(means, scales, use_numba: bool | None = None):
+    """:func:`_snap_numpy`, compiled with numba when it is installed (integer results: identical)."""
+    global _SNAP_COMPILED
+    nb = _numba() if use_numba is None or use_numba else None
+    if nb is None or use_numba is False:
+        return _snap_numpy(means, scales)
+    if _SNAP_COMPILED is None:
+        _SNAP_COMPILED = nb.njit(cache=True, nogil=True)(_snap_kernel)
+    t = cdf_table()
+    base, start, half = (np.empty(means.shape, dtype=np.int64) for _ in range(3))
+    _SNAP_COMPILED(means, scales, t.edges_padded, t.shift, t.steps, t.half_width, t.start, t.row_len, MEAN_BOUND, base, start, half)
+    return base, start, half
+
+
+
+def _rows_numpy(width, lo, base, half, start, weights, values, out=None):
+    """PMF rows float64 [n, width] (escape-low, symbols lo .. lo + width - 3, escape-high):
+    row[0] = C(0), row[1 + j] = C(j + 1) - C(j), row[-1] = max(1 - C(width - 2), 0), where
+    C(j) = sum_m weights[m] * table(component m, edge lo + j - 1/2), the sum in the order m = 0, 1, ...
+    and the table position clipped to the component's row. Works in chunks that fit the cache."""
+    n, k = weights.shape
+    out = np.empty((n, width)) if out is None else out
+    chunk = max(1, 16384 // width)
+    j = np.arange(width - 1, dtype=np.int64)
+    for a in range(0, n, chunk):
+        b = min(n, a + chunk)
+        cdf = np.zeros((b - a, width - 1))
+        for m in range(k):
+            pos = (lo[a:b] - base[a:b, m] + half[a:b, m])[:, None] + j
+            np.clip(pos, 0, (2 * half[a:b, m] + 2)[:, None], out=pos)
+            pos += start[a:b, m][:, None]
+            cdf += weights[a:b, m][:, None] * values[pos]
+        rows = out[a:b]
+        rows[:, 0] = cdf[:, 0]
+        np.subtract(cdf[:, 1:], cdf[:, :-1], out=rows[:, 1:-1])
+        rows[:, -1] = np.maximum(1.0 - cdf[:, -1], 0.0)
+    return out
+
+
+def _rows_kernel(width, lo, base, half, start, weights, values, out):  # pragma: no cover - compiled
+    n, k = weights.shape
+    e = width - 1  # edges
+    cdf = np.empty(e)
+    for i in range(n):
+        for m in range(k):
+            a = lo[i] - base[i, m] + half[i, m]  # table position of edge 0 (<= 0)
+            top = 2 * half[i, m] + 2
+            s0 = start[i, m]
+            w = weights[i, m]
+            j0 = max(0, min(-a, e))  # edges before the component's row take its first entry,
+            j1 = max(j0, min(top - a + 1, e))  # edges after it its last (so 0 <= a + j <= top)
+            v_lo = w * values[s0]
+            v_hi = w * values[s0 + top]
+            if m == 0:
+                for j in range(j0):
+                    cdf[j] = v_lo
+                for j in range(j0, j1):
+                    cdf[j] = w * values[s0 + a + j]
+                for j in range(j1, e):
+                    cdf[j] = v_hi
+            else:
+                for j in range(j0):
+                    cdf[j] += v_lo
+                for j in range(j0, j1):
+                    cdf[j] += w * values[s0 + a + j]
+                for j in range(j1, e):
+                    cdf[j] += v_hi
+        out[i, 0] = cdf[0]
+        for j in range(1, e):
+            out[i, j] = cdf[j] - cdf[j - 1]
+        last = 1.0 - cdf[e - 1]
+        out[i, e] = last if last > 0.0 else 0.0
+
+
+_ROWS_COMPILED = None
+
+
+def _rows(width, lo, base, half, start, weights, values, use_numba: bool | None = None):
+    """:func:`_rows_numpy`, compiled with numba when it is installed (the same IEEE operations in
+    the same order, no fast-math, so the same bits: tests/test_entropy.py checks it)."""
+    global _ROWS_COMPILED
+    if use_numba is None:
+        use_numba = _numba() is not None
+    if not use_numba:
+        return _rows_numpy(width, lo, base, half, start, weights, values)
+    if _ROWS_COMPILED is None:
+        _ROWS_COMPILED = _numba().njit(cache=True, nogil=True)(_rows_kernel)
+    out = np.empty((lo.size, width))
+    _ROWS_COMPILED(width, lo, base, half, start, weights, values, out)
+    return out
+
+
+def _numba():
+    # numba caches compiled kernels beside the module by default (fails on a read-only install):
+    # unless the user chose a folder, they go to the simlink cache, as for the LDPC decoder
+    if "NUMBA_CACHE_DIR" not in os.environ:
+        from simlink.learned.cache import cache_root
+
+        os.environ["NUMBA_CACHE_DIR"] = str(cache_root() / "numba")
+    try:
+        import numba
+    except Exception:  # pragma: no cover - depends on the installation
+        return None
+    return numba
+
+
+def mixture_model(weights, means, scales) -> MixtureModel:
+    """The coded distributions of N elements (see the module docstring): weights, means,
+    scales float [N, K] (weights non-negative, rows renormalised; scales lower-bounded by 0.11)."""
+    return mixture_models(weights, means, scales, None)[0]
+
+
+def mixture_models(weights, means, scales, counts=None) -> list[MixtureModel]:
+    """Like :func:`mixture_model` for the concatenated elements of several images, built in one
+    vectorised pass and split into one model per image (``counts`` elements each; None: one).
+
+    Every element's distribution depends on its own parameters only, so the result equals
+    calling :func:`mixture_model` per image, bit for bit.
+    """
     weights, means, scales = _mixture_params(weights, means, scales, None)
-    offsets, width = mixture_support(means, scales)
-    if offsets.size == 0:
-        return np.zeros(0, dtype=np.int32)
-    family = _model.Categorical(perfect=False)
+    n, k = weights.shape
+    counts = [n] if counts is None else [int(c) for c in counts]
+    if sum(counts) != n:
+        raise ValueError(f"counts sum to {sum(counts)}, parameters have {n} rows")
+    t = cdf_table()
+    base, start, half = _snap(means, scales)
+    lo = np.min(base - half, axis=1)
+    hi = np.max(base + half, axis=1) + 1
+    wide = hi - lo + 3 > MAX_ROW
+    if wide.any():
+        heavy = np.argmax(weights[wide], axis=1)  # the first heaviest component
+        b, h = base[wide, heavy], half[wide, heavy]
+        lo[wide] = b - h - (MAX_ROW - 3 - (2 * h + 2)) // 2
+        hi[wide] = lo[wide] + MAX_ROW - 4
+    bucket = np.searchsorted(ROW_LADDER, hi - lo + 3, side="left")
+    row = ROW_LADDER[bucket]
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    per_image: list[list] = [[] for _ in counts]
+    order = np.argsort(bucket, kind="stable")
+    cuts = np.flatnonzero(np.diff(bucket[order])) + 1
+    for sel in np.split(order, cuts) if n else []:
+        width = int(row[sel[0]])
+        pmf = _rows(width, lo[sel], base[sel], half[sel], start[sel], weights[sel], t.values)
+        img_cuts = np.searchsorted(sel, bounds[1:-1], side="left")
+        for i, (ids, rows) in enumerate(zip(np.split(sel, img_cuts), np.split(pmf, img_cuts))):
+            if ids.size:
+                per_image[i].append((width, ids - bounds[i], rows))
+    return [MixtureModel(lo=lo[bounds[i]:bounds[i + 1]], row=row[bounds[i]:bounds[i + 1]], groups=tuple(g))
+            for i, g in enumerate(per_image)]
 
+
+def _esc_model():
+    p = 0.75 ** np.arange(_ESC_CLASSES, dtype=np.float64)
+    return _model.Categorical(p / p.sum(), perfect=False)
+
+
+_ESC_MODEL = _esc_model()
+_ROWS = _model.Categorical(perfect=False)
+_UNIFORM = _model.Uniform()
+_I32 = np.iinfo(np.int32)
+
+
+def _bit_length(e: np.ndarray) -> np.ndarray:
+    nb = np.zeros(e.shape, dtype=np.int64)
+    rest = e.copy()
+    while rest.any():
+        nb += rest > 0
+        rest >>= 1
+    return nb
+
+
+def _put_mixture_model(enc, symbols, model: MixtureModel) -> None:
+    sym = _symbols(symbols)
+    if sym.size != model.size:
+        raise ValueError(f"{sym.size} symbols for a model of {model.size} elements")
+    if sym.size and (sym.min() < _I32.min or sym.max() > _I32.max):
+        raise ValueError("mixture symbols must fit in int32")
+    for width, ids, rows in model.groups:
+        off = sym[ids] - model.lo[ids]
+        idx = np.where(off < 0, 0, np.minimum(off + 1, width - 1)).astype(np.int32)
+        enc.encode(idx, _ROWS, rows)
+    # escapes, in element order: which side (from the row), then the excess d >= 1 Elias-gamma style
+    hi = model.lo + model.row - 3
+    low, high = sym < model.lo, sym > hi
+    esc = low | high
+    if not esc.any():
+        return
+    e = np.where(low, model.lo - sym, sym - hi)[esc] - 1
+    nb = _bit_length(e)
+    enc.encode(nb.astype(np.int32), _ESC_MODEL)
+    bits = np.maximum(nb - 1, 0)
+    mant = e - np.where(nb > 0, np.int64(1) << bits, 0)
+    b1 = np.minimum(bits, 16)
+    sel = b1 > 0
+    if sel.any():
+        enc.encode((mant[sel] & ((1 << b1[sel]) - 1)).astype(np.int32), _UNIFORM, (1 << b1[sel]).astype(np.int32))
+    sel = bits > 16
+    if sel.any():
+        enc.encode((mant[sel] >> 16).astype(np.int32), _UNIFORM, (1 << (bits[sel] - 16)).astype(np.int32))
+
+
+def _get_mixture_model(reader: "SymbolReader", model: MixtureModel) -> np.ndarray:
     def run(decoder):
-        out = np.empty(offsets.size, dtype=np.int64)
-        for start in range(0, offsets.size, _CHUNK_ELEMENTS):
-            sl = slice(start, start + _CHUNK_ELEMENTS)
-            pmf = mixture_pmfs(offsets[sl], width, weights[sl], means[sl], scales[sl])
-            out[sl] = np.asarray(decoder.decode(family, pmf), dtype=np.int64) + offsets[sl]
-        return out
+        idx = np.zeros(model.size, dtype=np.int64)
+        for width, ids, rows in model.groups:
+            idx[ids] = np.asarray(decoder.decode(_ROWS, rows), dtype=np.int64)
+        out = model.lo + idx - 1
+        low, high = idx == 0, idx == model.row - 1
+        esc = low | high
+        if esc.any():
+            nb = np.asarray(decoder.decode(_ESC_MODEL, int(esc.sum())), dtype=np.int64)
+            bits = np.maximum(nb - 1, 0)
+            mant = np.zeros(nb.size, dtype=np.int64)
+            b1 = np.minimum(bits, 16)
+            sel = b1 > 0
+            if sel.any():
+                mant[sel] = np.asarray(decoder.decode(_UNIFORM, (1 << b1[sel]).astype(np.int32)), dtype=np.int64)
+            sel = bits > 16
+            if sel.any():
+                mant[sel] += np.asarray(decoder.decode(_UNIFORM, (1 << (bits[sel] - 16)).astype(np.int32)),
+                                        dtype=np.int64) << 16
+            d = mant + np.where(nb > 0, np.int64(1) << bits, 0) + 1
+            hi = model.lo + model.row - 3
+            out[esc] = np.where(low[esc], model.lo[esc] - d, hi[esc] + d)
+        return np.clip(out, _I32.min, _I32.max)
 
+    if model.size == 0:
+        return np.zeros(0, dtype=np.int32)
     return reader._run(run).astype(np.int32)
 
 
+def mixture_support(weights, means, scales) -> tuple[np.ndarray, np.ndarray]:
+    """Per-element directly coded symbols ``lo[i] .. hi[i]`` (int64 [N] each) of the mixture
+    coder; other symbols go through an escape (module docstring)."""
+    m = mixture_model(weights, means, scales)
+    return m.lo, m.lo + m.row - 3
+
+
 def encode_mixture(symbols, weights, means, scales) -> bytes:
-    """Code int symbols [N] under discretised Gaussian mixtures.
+    """Code int32 symbols [N] under discretised Gaussian mixtures (exact for every int32 value).
 
     weights: float [N, M] non-negative mixture weights (e.g. softmax of logits; rows are
     renormalised); means, scales: float [N, M]. Returns the compressed bytes.

@@ -233,6 +233,11 @@ class LinkConfig(BaseModel):
         max_codewords_per_batch: at most this many codewords are demapped and decoded at once
             (a speed / device-memory knob; results do not depend on it). ``None`` (default):
             128 on CPU, 16384 on a GPU.
+        decoder: the BP decoder implementation: ``sionna`` (Sionna's ``LDPC5GDecoder``, the
+            reference, any device), ``numba`` (simlink's compiled CPU decoder on Sionna's graph,
+            :mod:`simlink.phy.ldpc_numba`; ``cn_update: boxplus-phi`` only) or ``auto`` (default:
+            ``numba`` on a CPU device when the code's ``cn_update`` is ``boxplus-phi``, else
+            ``sionna``); see :meth:`resolved_decoder`.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -245,6 +250,33 @@ class LinkConfig(BaseModel):
     )
     parts: dict[str, PartLinkConfig] = Field(
         default_factory=dict, description="per payload part: its own code, modulation and CRC")
+    decoder: Literal["auto", "sionna", "numba"] = Field(
+        "auto", description="BP decoder: sionna (reference), numba (compiled CPU), auto (numba on CPU)")
+
+    @model_validator(mode="after")
+    def _decoder_supports_the_code(self) -> "LinkConfig":
+        if self.decoder == "numba":
+            rules = {self.code.cn_update} | {p.code.cn_update for p in self.parts.values()
+                                             if p.code is not None and p.code.cn_update is not None}
+            if rules != {"boxplus-phi"}:
+                raise ValueError(f"link.decoder: numba implements cn_update boxplus-phi only, the link uses "
+                                 f"{sorted(rules)}; use decoder: sionna (or auto) for the others")
+        return self
+
+    def resolved_decoder(self, device: str) -> str:
+        """``"sionna"`` or ``"numba"``: what :attr:`decoder` means on torch device ``device``."""
+        if self.decoder != "auto":
+            return self.decoder
+        if not str(device).startswith("cpu") or self.code.cn_update != "boxplus-phi":
+            return "sionna"
+        import importlib.util
+
+        return "numba" if importlib.util.find_spec("numba") is not None else "sionna"
+
+    def decoders_used(self, device: str) -> tuple[str, ...]:
+        """The resolved decoders of the link and of each of its parts (sorted, unique)."""
+        links = [self] + [self.for_part(name) for name in self.parts]
+        return tuple(sorted({link.resolved_decoder(device) for link in links}))
 
     def for_part(self, part: str) -> "LinkConfig":
         """The link settings of payload part ``part``: ``parts[part]``'s keys over this link's

@@ -7,7 +7,8 @@ Transmitter (:meth:`DigitalLink.prepare`, deterministic, done once per set of st
 
 Receiver (:meth:`DigitalLink.transmit`, per channel / SNR / seed)::
 
-    channel (fading, AWGN) --ZF equaliser, N0/|h|^2--> APP Demapper --> BPDecoder (LDPC5GDecoder,
+    channel (fading, AWGN) --ZF equaliser, N0/|h|^2--> APP Demapper --> BP decoder (``link.decoder``:
+            Sionna's LDPC5GDecoder via BPDecoder, or the numba decoder on Sionna's graph; both
             optionally early-terminated) --CRCDecoder--> block_ok --reassembly--> streams
 
 All codewords of all images are processed as one batch on the device, in chunks of at most
@@ -154,7 +155,13 @@ class DigitalLink:
         m = config.bits_per_symbol
         self.crc = BlockCRC(config.crc, config.payload_bits_per_block, self.device)
         self.encoder = LDPC5GEncoder(code.k, code.n, num_bits_per_symbol=m, device=self.device, check_input=False)
-        self.decoder = BPDecoder(self.encoder, code.num_iter, code.cn_update, code.early_stop, device=self.device)
+        self.decoder_name = config.resolved_decoder(str(self.device))
+        if self.decoder_name == "numba":
+            from simlink.phy.ldpc_numba import NumbaBPDecoder
+
+            self.decoder = NumbaBPDecoder(self.encoder, code.num_iter, early_stop=code.early_stop)
+        else:
+            self.decoder = BPDecoder(self.encoder, code.num_iter, code.cn_update, code.early_stop, device=self.device)
         self.mapper = Mapper("qam", m, device=self.device)
         self.demapper = Demapper("app", "qam", m, device=self.device)
         self.channel = ChannelSimulator(self.device)

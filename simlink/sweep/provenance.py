@@ -10,7 +10,7 @@ from pathlib import Path
 
 PACKAGES = [
     "simlink", "torch", "sionna", "numpy", "scipy", "pandas", "pyarrow", "pydantic",
-    "imagecodecs", "pillow", "pillow-heif", "constriction", "matplotlib",
+    "imagecodecs", "pillow", "pillow-heif", "constriction", "matplotlib", "numba",
 ]
 
 

@@ -272,8 +272,12 @@ def plan(scenario: Scenario, out_dir: str | Path, *, device: str | None, overwri
     and find the cells still to compute."""
     out_dir = Path(out_dir)
     torch_device = resolve_device(device or scenario.device)
-    store = ResultStore(out_dir, scenario.context_hash(), overwrite=overwrite,
-                        legacy_hashes=scenario.legacy_context_hashes())
+    # folders from earlier hash versions were all decoded by Sionna: they resume only with it
+    decoders = scenario.link.decoders_used(torch_device)
+    legacy = scenario.legacy_context_hashes() if decoders == ("sionna",) else []
+    if decoders != ("sionna",) and not overwrite:
+        _refuse_other_decoder(out_dir, scenario, decoders)
+    store = ResultStore(out_dir, scenario.context_hash(torch_device), overwrite=overwrite, legacy_hashes=legacy)
     previous_runs = []
     if store.manifest_path.exists() and not overwrite:
         previous_runs = json.loads(store.manifest_path.read_text()).get("runs", [])
@@ -301,6 +305,21 @@ def plan(scenario: Scenario, out_dir: str | Path, *, device: str | None, overwri
     return Plan(scenario, out_dir, torch_device, data, methods, cells, todo, store, method_hashes, previous_runs)
 
 
+def _refuse_other_decoder(out_dir: Path, scenario: Scenario, decoders: tuple[str, ...]) -> None:
+    """A one-line error when ``out_dir`` holds this scenario's results decoded by Sionna's LDPC
+    decoder and this run would decode with another one (their cells must not mix)."""
+    manifest = out_dir / "manifest.json"
+    try:
+        old = json.loads(manifest.read_text()).get("context_hash")
+    except (OSError, ValueError, AttributeError):
+        return  # no folder yet, or the store reports what is wrong with it
+    if old in [scenario.context_hash(None), *scenario.legacy_context_hashes()]:
+        raise SimlinkError(
+            f"{out_dir}: its results were decoded by Sionna's LDPC decoder and this run would use the "
+            f"{'/'.join(decoders)} decoder (link.decoder: {scenario.link.decoder}); set link.decoder: sionna to "
+            "resume this folder, or choose another --out (or --overwrite)")
+
+
 def write_manifest(p: Plan, scenario_file: str | None) -> dict:
     """The manifest (scenario, versions, git, device, cell count), written before any row: a
     resume must find the context hash."""
@@ -313,6 +332,7 @@ def write_manifest(p: Plan, scenario_file: str | None) -> dict:
         "versions": package_versions(),
         "git": git_revision(),
         "device": device_info(p.device),
+        "ldpc_decoder": list(p.scenario.link.decoders_used(p.device)),  # what link.decoder resolved to
         "n_cells": len(p.cells),
         "dataset_skipped": list(getattr(p.data, "skipped", [])),  # unreadable files skipped (skip_unreadable)
         "status": "running",
