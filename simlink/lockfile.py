@@ -6,11 +6,15 @@ The lock is a file created atomically (``O_CREAT | O_EXCL``, which is atomic on 
 systems and on NFSv3+) holding ``{"host", "pid", "started", "command"}`` as JSON. While it is
 held, a daemon thread touches the file every :data:`HEARTBEAT_S` seconds. A lock is *stale* when
 
-* its holder ran on this host and that process no longer exists (SIGKILL, OOM kill), or
-* its holder ran on another host (whose processes cannot be checked from here) and the file has
-  not been touched for ``stale_s`` seconds (default :data:`STALE_S`, well above the heartbeat
-  so clock skew between nodes and a busy file server do not matter), or
-* it cannot be read (a crash between creating and writing it).
+* its holder ran on this host and that process no longer exists (SIGKILL, OOM kill), or names
+  this very process without being held by it (a restarted container reusing the pid), or
+* the file has not been touched for ``stale_s`` seconds (default :data:`STALE_S`, well above
+  the heartbeat so clock skew between nodes and a busy file server do not matter): the only
+  test for a holder on another host, whose processes cannot be checked from here, and on this
+  host the answer to a suspended job or a pid reused after a reboot, or
+* it cannot be parsed (a crash between creating and writing it) and is older than 5 s.
+
+A lock file this process may not read is taken as held by someone unknown.
 
 A stale lock is removed and taken over, with one line on the log naming the old holder.
 
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import sys
 import threading
@@ -47,6 +52,7 @@ class Holder:
     pid: int
     started: str = "?"
     command: str = ""
+    token: str = ""
 
     def where(self) -> str:
         """``"pid 123 on this host"`` or ``"pid 123 on host node7"``."""
@@ -67,14 +73,25 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+#: Lock files this process holds (resolved paths): a lock naming this process's pid that is not
+#: in here was left by an earlier process that had the same pid (a restarted container).
+_HELD: set[str] = set()
+
+
 class LockFile:
     """One lock file; :meth:`try_acquire` never blocks, :meth:`release` gives it back.
 
     Args:
         path: the lock file (its folder must exist).
-        log: where the one-line note about a taken-over stale lock goes.
-        stale_s: age (seconds since the last heartbeat) after which another host's lock is stale.
+        log: where the one-line notes (a taken-over stale lock, a lock lost to another process) go.
+        stale_s: age (seconds since the last heartbeat) after which a lock is stale even if a
+            process of its pid exists (a suspended job, a pid reused after a reboot).
         heartbeat_s: seconds between touches of the file while held.
+
+    Every lock carries a random ``token``: the heartbeat and :meth:`release` touch or delete the
+    file only while it still holds this lock's token, and a stale lock is taken over by
+    renaming it aside first (atomic) and checking that the renamed file is the one judged stale,
+    so two processes taking over one stale lock never both end up holding it.
     """
 
     def __init__(self, path: str | os.PathLike, log: Callable[[str], None] = lambda s: None, *,
@@ -84,13 +101,16 @@ class LockFile:
         self.stale_s = stale_s
         self.heartbeat_s = heartbeat_s
         self.held = False
+        self.lost = False
+        self.token = ""
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
 
     def try_acquire(self) -> Holder | None:
         """Take the lock: ``None`` when taken (now held), else the live :class:`Holder`.
         A stale lock is taken over (one log line)."""
-        me = {"host": socket.gethostname(), "pid": os.getpid(),
+        token = secrets.token_hex(8)
+        me = {"host": socket.gethostname(), "pid": os.getpid(), "token": token,
               "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": " ".join(sys.argv)}
         for _ in range(5):  # a stale or vanished lock is removed and the creation retried
             try:
@@ -102,7 +122,8 @@ class LockFile:
                 continue
             with os.fdopen(fd, "w") as f:
                 json.dump(me, f)
-            self.held = True
+            self.held, self.lost, self.token = True, False, token
+            _HELD.add(str(self.path.resolve()))
             self._start_heartbeat()
             return None
         return self.holder() or Holder("?", -1)
@@ -110,35 +131,62 @@ class LockFile:
     def holder(self) -> Holder | None:
         """The holder recorded in the file, or ``None`` (no file, or unreadable)."""
         try:
-            d = json.loads(self.path.read_text())
-            return Holder(str(d["host"]), int(d["pid"]), str(d.get("started", "?")), str(d.get("command", "")))
-        except (OSError, ValueError, KeyError, TypeError):
+            return _parse(self.path.read_bytes())
+        except OSError:
             return None
 
     def _live_holder(self) -> Holder | None:
-        """The holder if the existing lock is live; a stale one is removed (``None``: retry)."""
+        """The holder if the existing lock is live; a stale one is taken away (``None``: retry)."""
         try:
+            raw = self.path.read_bytes()
             age = time.time() - self.path.stat().st_mtime
         except FileNotFoundError:
             return None  # released meanwhile
-        holder = self.holder()
+        except PermissionError:
+            return Holder("?", -1, "?", "unreadable lock file (permission denied)")
+        holder = _parse(raw)
         if holder is None:
             if age < 5.0:  # being written right now by its creator
                 time.sleep(0.2)
                 return self.holder() or Holder("?", -1)
-            self.log(f"simlink: {self.path} is unreadable; taking it over")
+            note = f"simlink: {self.path} is unreadable; taking it over"
+        elif age > self.stale_s:
+            note = (f"simlink: taking over the stale lock {self.path} of {holder.where()} "
+                    f"(started {holder.started}, no heartbeat for {age:.0f} s)")
         elif holder.host == socket.gethostname():
-            if holder.pid == os.getpid() or pid_alive(holder.pid):
+            mine = holder.pid == os.getpid() and str(self.path.resolve()) in _HELD
+            if mine or (holder.pid != os.getpid() and pid_alive(holder.pid)):
                 return holder
-            self.log(f"simlink: taking over the stale lock {self.path} of pid {holder.pid} "
-                     f"(started {holder.started}, no longer running)")
-        elif age <= self.stale_s:
-            return holder
+            note = (f"simlink: taking over the stale lock {self.path} of pid {holder.pid} "
+                    f"(started {holder.started}, no longer running)")
         else:
-            self.log(f"simlink: taking over the stale lock {self.path} of {holder.where()} "
-                     f"(started {holder.started}, no heartbeat for {age:.0f} s)")
-        self.path.unlink(missing_ok=True)
+            return holder
+        if self._break(raw):
+            self.log(note)
         return None
+
+    def _break(self, raw: bytes) -> bool:
+        """Remove the stale lock whose content is ``raw``: rename it aside (atomic), and if what was
+        renamed is not that lock (another process replaced it meanwhile), put it back."""
+        aside = self.path.with_name(f"{self.path.name}.stale-{secrets.token_hex(6)}")
+        try:
+            os.rename(self.path, aside)
+        except FileNotFoundError:
+            return False  # someone else took it away first
+        try:
+            if aside.read_bytes() == raw:
+                return True
+            try:  # a fresh lock of another process: restore it (fails if the path is taken again)
+                os.link(aside, self.path)
+            except OSError:
+                pass
+            return False
+        finally:
+            aside.unlink(missing_ok=True)
+
+    def _owned(self) -> bool:
+        h = self.holder()
+        return h is not None and h.token == self.token
 
     def _start_heartbeat(self) -> None:
         self._stop.clear()
@@ -146,20 +194,36 @@ class LockFile:
         def beat() -> None:
             while not self._stop.wait(self.heartbeat_s):
                 try:
+                    if not self._owned():
+                        raise OSError("the lock file now names another holder")
                     os.utime(self.path)
-                except OSError:
+                except OSError as exc:
+                    self.lost = True
+                    self.log(f"simlink: lost the lock {self.path} ({exc}); another run may be writing too")
                     return
 
         self._beat = threading.Thread(target=beat, name=f"simlink-lock-{self.path.name}", daemon=True)
         self._beat.start()
 
     def release(self) -> None:
-        """Give the lock back (no-op when not held)."""
+        """Give the lock back (no-op when not held; a lock taken over by another process is
+        left to it)."""
         if not self.held:
             return
         self._stop.set()
         if self._beat is not None:
             self._beat.join(timeout=5.0)
             self._beat = None
-        self.path.unlink(missing_ok=True)
+        if self._owned():
+            self.path.unlink(missing_ok=True)
+        _HELD.discard(str(self.path.resolve()))
         self.held = False
+
+
+def _parse(raw: bytes) -> Holder | None:
+    try:
+        d = json.loads(raw)
+        return Holder(str(d["host"]), int(d["pid"]), str(d.get("started", "?")), str(d.get("command", "")),
+                      str(d.get("token", "")))
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return None

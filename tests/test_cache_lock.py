@@ -215,3 +215,45 @@ def test_task_model_entry_with_garbled_info_json_is_retrained(tmp_path, caplog, 
                                                                    log=lambda s: None))
     assert "info.json garbled" in caplog.text and model.arch == "small_cnn"
     assert json.loads((entry / "info.json").read_text())["sha256"]
+
+
+def test_two_processes_taking_over_one_stale_lock_do_not_both_hold_it(tmp_path):
+    """The second taker renames the lock aside, sees it is not the stale one it judged (the first
+    taker's fresh lock) and puts it back; release never deletes another holder's lock."""
+    path = tmp_path / "x.lock"
+    path.write_text(json.dumps({"host": socket.gethostname(), "pid": _dead_pid()}))
+    a, b = LockFile(path), LockFile(path)
+    real_break = a._break
+
+    def slow_break(raw):  # b takes the stale lock over between a's judgement and a's removal
+        assert b.try_acquire() is None and b.held
+        return real_break(raw)
+
+    a._break = slow_break
+    holder = a.try_acquire()
+    assert b.held and not a.held and holder is not None and holder.token == b.token
+    assert json.loads(path.read_text())["token"] == b.token
+    a.held, a.token = True, "not-the-owner"  # a confused process releasing a lock it lost
+    a.release()
+    assert path.exists() and json.loads(path.read_text())["token"] == b.token
+    b.release()
+    assert not path.exists()
+
+
+def test_same_host_locks_of_this_pid_or_without_heartbeat_are_stale(tmp_path):
+    path, notes = tmp_path / "x.lock", []
+    lock = LockFile(path, notes.append, stale_s=60.0)
+    path.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))  # an earlier process, same pid
+    assert lock.try_acquire() is None and "no longer running" in notes[-1]
+    assert LockFile(path).try_acquire() is not None  # but held by this process now: live
+    lock.release()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        path.write_text(json.dumps({"host": socket.gethostname(), "pid": live.pid}))
+        old = time.time() - 120.0  # alive, but no heartbeat for 2 min (suspended, or a reused pid)
+        os.utime(path, (old, old))
+        assert lock.try_acquire() is None and "no heartbeat for" in notes[-1]
+        lock.release()
+    finally:
+        live.kill()
+        live.wait()

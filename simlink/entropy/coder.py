@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -480,17 +479,9 @@ def _rows(width, lo, base, half, start, weights, values, use_numba: bool | None 
 
 
 def _numba():
-    # numba caches compiled kernels beside the module by default (fails on a read-only install):
-    # unless the user chose a folder, they go to the simlink cache, as for the LDPC decoder
-    if "NUMBA_CACHE_DIR" not in os.environ:
-        from simlink.learned.cache import cache_root
+    from simlink.numba_setup import import_numba  # its cache folder policy (simlink.numba_setup)
 
-        os.environ["NUMBA_CACHE_DIR"] = str(cache_root() / "numba")
-    try:
-        import numba
-    except Exception:  # pragma: no cover - depends on the installation
-        return None
-    return numba
+    return import_numba()
 
 
 def mixture_model(weights, means, scales) -> MixtureModel:

@@ -15,7 +15,7 @@ reads them back (no pickled code is executed).
 Integrity: ``info.json`` records the sha256 of every file of a finished entry (``"sha256":
 {"model.pt": ...}``, written by :meth:`ModelCache.write_info`). :meth:`ModelCache.is_done` checks
 them; an entry whose hash does not match, whose ``info.json`` is garbled, or whose model or
-checkpoint cannot be read is moved aside to ``<entry>.corrupt-<timestamp>`` (never deleted), one
+checkpoint cannot be read is moved aside to ``<entry>.corrupt-<time>-<pid>-<random>`` (never deleted), one
 warning line names it and the reason, and the caller sees a cache miss (it retrains). Entries
 written before the hashes were recorded are trusted as before.
 
@@ -153,7 +153,7 @@ class ModelCache:
             return False
         try:
             self.verify()
-        except CorruptCacheEntry:
+        except (CorruptCacheEntry, FileNotFoundError):
             return False
         return True
 
@@ -192,6 +192,8 @@ class ModelCache:
             path = self.dir / name
             try:
                 got = file_sha256(path)
+            except FileNotFoundError:
+                raise  # vanished: another process moved the entry aside or is rewriting it (a miss)
             except OSError as exc:
                 self.quarantine(f"{name} unreadable ({type(exc).__name__}: {exc})")
             if got != want:
@@ -237,19 +239,17 @@ class ModelCache:
         return ck
 
     def quarantine(self, reason: str):
-        """Move the entry folder aside to ``<entry>.corrupt-<timestamp>`` (never deleted), log one
+        """Move the entry folder aside to ``<entry>.corrupt-<time>-<pid>-<random>`` (never deleted), log one
         warning line, and raise :class:`CorruptCacheEntry`."""
+        import secrets
+
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        dest = self.dir.with_name(f"{self.dir.name}.corrupt-{stamp}")
-        n = 1
-        while dest.exists():
-            n += 1
-            dest = self.dir.with_name(f"{self.dir.name}.corrupt-{stamp}-{n}")
+        dest = self.dir.with_name(f"{self.dir.name}.corrupt-{stamp}-{os.getpid()}-{secrets.token_hex(3)}")
         moved: Path | None = dest
         try:
-            os.replace(self.dir, dest)
-        except FileNotFoundError:
-            moved = None  # already moved by another process
+            os.rename(self.dir, dest)  # a unique name: two processes never move onto one folder
+        except OSError:
+            moved = None  # already moved by another process (or not movable: it is left in place)
         reason = " ".join(reason.split())  # one line
         where = f"moved to {dest}" if moved is not None else "already moved aside"
         log.warning("model cache entry %s is corrupt: %s; %s, will retrain", self.dir, reason, where)
@@ -277,8 +277,8 @@ def _load_if_done(cache: ModelCache, load: Callable[[], T]) -> tuple[bool, T | N
     if cache.is_done():
         try:
             return True, load()
-        except CorruptCacheEntry:
-            pass  # moved aside and logged
+        except (CorruptCacheEntry, FileNotFoundError):
+            pass  # moved aside and logged, or vanished under us (another process): a miss
     return False, None
 
 

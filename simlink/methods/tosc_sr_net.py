@@ -176,18 +176,24 @@ def encode_streams(t: TrainedCodec, images: np.ndarray, batch_size: int = 64) ->
         y = t.net.g_a(x)
         y_hat = torch.round(y).cpu().numpy().astype(np.int64)
         z_hat = torch.round(t.net.h_a(y)).cpu().numpy().astype(np.int64)
-        params = [t.params(z_hat[i:i + 1]) for i in range(len(y_hat))]
-        # the batch's coding distributions in one vectorised pass (each element's depends on its
-        # own parameters only, so this equals building them per image, bit for bit)
-        models = [m for a in range(0, len(params), _MODEL_BATCH) for m in mixture_models(
-            *(np.concatenate(p) for p in zip(*params[a:a + _MODEL_BATCH])),
-            counts=[len(p[0]) for p in params[a:a + _MODEL_BATCH]])]
-        for i in range(len(y_hat)):
-            w = SymbolWriter()
-            w.factorized(z_hat[i:i + 1], t.tables)
-            w.mixture_model(y_hat[i].reshape(-1), models[i])
-            streams.append(w.to_bytes())
+        for group in range(0, len(y_hat), _MODEL_BATCH):
+            ids = range(group, min(len(y_hat), group + _MODEL_BATCH))
+            for i, model in zip(ids, _group_models([t.params(z_hat[i:i + 1]) for i in ids])):
+                w = SymbolWriter()
+                w.factorized(z_hat[i:i + 1], t.tables)
+                w.mixture_model(y_hat[i].reshape(-1), model)
+                streams.append(w.to_bytes())
     return streams
+
+
+def _group_models(params: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list:
+    """The coding distributions of a few images' mixture parameters (``t.params`` each) in one
+    vectorised pass; an element's distribution depends on its own parameters only, so this equals
+    building them image by image, bit for bit. Groups stay small (``_MODEL_BATCH`` images): the
+    rows of every element exist at once."""
+    if not params:
+        return []
+    return mixture_models(*(np.concatenate(p) for p in zip(*params)), counts=[len(p[0]) for p in params])
 
 
 @torch.no_grad()
@@ -215,25 +221,27 @@ def decode_streams(t: TrainedCodec, streams: list[bytes], image_shape: tuple[int
     out = np.zeros((count, h, w, 3), dtype=np.uint8)
     ok = np.zeros(count, dtype=bool)
     y_all = np.zeros((count, *y_shape), dtype=np.float32)
-    for start in range(0, count, batch_size):
+    for start in range(0, count, _MODEL_BATCH):
         readers, params = {}, {}
-        for i in range(start, min(count, start + batch_size)):
+        for i in range(start, min(count, start + _MODEL_BATCH)):
             try:
                 r = SymbolReader(streams[i])
                 params[i] = t.params(r.factorized(t.tables, z_shape))
                 readers[i] = r
             except (DecodeError, ValueError):
                 continue
-        if not readers:
-            continue
-        # coding distributions of the batch in one pass, as in encode_streams (same bits as per image)
-        plist = list(params.values())
-        models = [m for a in range(0, len(plist), _MODEL_BATCH) for m in mixture_models(
-            *(np.concatenate(p) for p in zip(*plist[a:a + _MODEL_BATCH])),
-            counts=[len(p[0]) for p in plist[a:a + _MODEL_BATCH]])]
-        for (i, r), model in zip(readers.items(), models):
+        try:  # the group's distributions at once, as in encode_streams (same bits as per image)
+            models = dict(zip(readers, _group_models(list(params.values()))))
+        except ValueError:  # parameters of a garbled hyper-latent (not finite ...): image by image
+            models = {}
+            for i in readers:
+                try:
+                    models[i] = _group_models([params[i]])[0]
+                except ValueError:
+                    continue
+        for i, model in models.items():
             try:
-                y_all[i] = r.mixture_model(model).reshape(y_shape)
+                y_all[i] = readers[i].mixture_model(model).reshape(y_shape)
                 ok[i] = True
             except (DecodeError, ValueError):
                 continue

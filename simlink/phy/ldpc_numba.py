@@ -37,24 +37,12 @@ LDPC package offers; numba is the compiler.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
-# numba caches compiled kernels in __pycache__ beside this module (compiled once per machine, then
-# loaded in ~0.5 s); on a read-only install, unless the user chose NUMBA_CACHE_DIR, they go to the
-# simlink cache folder instead.
-if "NUMBA_CACHE_DIR" not in os.environ and not os.access(os.path.dirname(os.path.abspath(__file__)), os.W_OK):
-    from simlink.learned.cache import cache_root
+from simlink.numba_setup import import_numba, numba_error
 
-    os.environ["NUMBA_CACHE_DIR"] = str(cache_root() / "numba")
+numba = import_numba()  # a dependency; None (a clear error on use) when the install is broken
 
-_NUMBA_ERROR: str | None = None
-try:  # numba is a dependency; the import is guarded so that a broken install names itself
-    import numba
-except Exception as exc:  # pragma: no cover - depends on the installation
-    numba = None
-    _NUMBA_ERROR = f"{type(exc).__name__}: {exc}"
 
 #: Sionna's float32 clamp of the phi function's argument.
 PHI_MIN = np.float32(8.5e-8)
@@ -231,7 +219,8 @@ class NumbaBPDecoder:
 
     def __init__(self, encoder, num_iter: int, early_stop: bool = True, llr_max: float = 20.0) -> None:
         if numba is None:
-            raise RuntimeError(f"the numba LDPC decoder needs numba, which failed to import ({_NUMBA_ERROR})")
+            raise RuntimeError(f"the numba LDPC decoder needs numba, which failed to import ({numba_error()}); "
+                               "use link.decoder: sionna")
         from sionna.phy.fec.ldpc import LDPC5GDecoder
 
         ref = LDPC5GDecoder(encoder, hard_out=True, return_infobits=True, num_iter=1, llr_max=llr_max)
