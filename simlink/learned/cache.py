@@ -209,6 +209,12 @@ class ModelCache:
                   if p.is_file() and p.name not in _UNHASHED and not p.name.startswith(".")}
         atomic_write_json({**info, "sha256": hashes}, self.info_path)
 
+    def publish(self, info: dict) -> None:
+        """Finish an entry whose files are written: :meth:`write_info` (``info`` + the files'
+        sha256), then delete the resumable checkpoint."""
+        self.write_info(info)
+        self.checkpoint_path.unlink(missing_ok=True)
+
     def load_model(self):
         """:func:`safe_torch_load` of ``model.pt`` after :meth:`verify`; an unreadable file moves
         the entry aside. Raises :class:`CorruptCacheEntry` (entry moved aside), FileNotFoundError."""

@@ -458,9 +458,8 @@ def save_finished(
     states = {name: {k: v.detach().cpu() for k, v in m.state_dict().items()} for name, m in mods.items()}
     obj = next(iter(states.values())) if len(states) == 1 else {"format": _MODULES_FORMAT, "modules": states}
     atomic_torch_save(obj, cache.model_path)
-    cache.write_info({**info, "history": result.history, "wall_s": round(result.wall_s, 3),
-                      "resumed_from": result.resumed_from})  # + sha256 of model.pt
-    cache.checkpoint_path.unlink(missing_ok=True)
+    cache.publish({**info, "history": result.history, "wall_s": round(result.wall_s, 3),
+                   "resumed_from": result.resumed_from})  # + sha256 of model.pt, checkpoint deleted
 
 
 def load_finished(modules: Mapping[str, torch.nn.Module] | torch.nn.Module, cache: ModelCache) -> None:

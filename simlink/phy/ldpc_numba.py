@@ -132,12 +132,14 @@ def _check_nodes_py(v2c, ph, valid, row_ptr, x, sign):
             product[:] = 1.0
             for e in range(row_ptr[br], row_ptr[br + 1]):
                 for r in range(z):
+                    own = one - two * np.float32(v2c[b, e, r] < 0.0) * valid[e, r]  # the edge's sign
+                    sign[b, e, r] = own
                     total[r] += ph[b, e, r] * valid[e, r]
-                    product[r] *= one - two * np.float32(v2c[b, e, r] < 0.0) * valid[e, r]
+                    product[r] *= own
             for e in range(row_ptr[br], row_ptr[br + 1]):
                 for r in range(z):
                     x[b, e, r] = total[r] - ph[b, e, r] * valid[e, r]
-                    sign[b, e, r] = product[r] * (one - two * np.float32(v2c[b, e, r] < 0.0) * valid[e, r])
+                    sign[b, e, r] *= product[r]  # = the product of the others (signs are ±1)
 
 
 def _variable_nodes_py(y, sign, valid, mask, llr, col, shift, row_ptr, col_ptr, col_edges, llr_max, check,
@@ -297,6 +299,7 @@ class NumbaBPDecoder:
                 iters[active[done]] = it + 1
                 keep = ~done
                 m = int(keep.sum())
+                # the state, and the decisions (the last iteration's are the output of the rest)
                 v2c[:m], llr[:m], hard[:m] = v2c[:n][keep], llr[:n][keep], hard[:n][keep]
                 active = active[keep]
                 if m == 0:

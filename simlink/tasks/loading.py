@@ -101,9 +101,8 @@ def train_task_model(arch: str, train, ctx, checkpoint_every_s: float = 60.0) ->
         result = fit_classifier(model, data, settings, seed=ctx.seed, device=str(ctx.device), augment=train.augment,
                                 cache=cache, log=ctx.log, checkpoint_every_s=checkpoint_every_s)
         model.save(cache.model_path)  # atomic
-        cache.write_info({"key": key, "meta": model.meta, "history": result.history, "wall_s": round(result.wall_s, 3),
-                          "resumed_from": result.resumed_from})  # + sha256 of model.pt
-        cache.checkpoint_path.unlink(missing_ok=True)
+        cache.publish({"key": key, "meta": model.meta, "history": result.history, "wall_s": round(result.wall_s, 3),
+                       "resumed_from": result.resumed_from})  # + sha256 of model.pt, checkpoint deleted
         return model
 
     return load_or_build(cache, load, build, ctx.log)[0]
