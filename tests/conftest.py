@@ -1,11 +1,33 @@
-"""Shared fixtures. Tests run on CPU and need no data outside the repository."""
+"""Shared fixtures. Tests run on CPU and need no data outside the repository.
+
+The golden tests pin float32 results of torch (Sionna's decoder, the learned codecs' transforms),
+and torch's CPU kernels round differently per instruction set (its AVX2 and AVX-512 ``exp`` /
+``log`` / convolutions differ in the last bits, which moves rounded latents and the decisions on
+failing codewords). So, before torch is imported, the kernels are pinned to AVX2 on every x86
+machine that has it (``ATEN_CPU_CAPABILITY``, ``ONEDNN_MAX_CPU_ISA``; a user's own setting wins):
+the golden values then hold on any such machine, not only on the one that wrote them.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import pytest
-import torch
+
+def _pin_cpu_kernels() -> None:
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return
+    if "avx2" in flags and "fma" in flags:
+        os.environ.setdefault("ATEN_CPU_CAPABILITY", "avx2")
+        os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
+
+
+_pin_cpu_kernels()
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

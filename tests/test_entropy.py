@@ -410,19 +410,28 @@ def test_mixture_bits_do_not_depend_on_dtype_or_memory_layout():
 
 
 def test_mixture_compiled_and_numpy_paths_agree_bit_for_bit():
+    """The numba layout kernel (snapping, supports, wide windows, grouping) and row kernel give
+    exactly the numpy reference's integers and PMF bits, on scales across the whole grid (and
+    beyond it), wide mixtures and several images."""
+    import dataclasses
+
     from simlink.entropy import coder
 
     rng = np.random.default_rng(2)
-    n, k = 500, 2
+    n, k = 1500, 3
     w = softmax(rng.normal(size=(n, k)), axis=1)
     mu = rng.normal(0, 50, (n, k))
-    s = np.maximum(10.0 ** rng.uniform(-2, 2.5, (n, k)), SCALE_BOUND)
-    snaps = [coder._snap(mu, s, use_numba=u) for u in (False, None)]
-    assert all(np.array_equal(a, b) for a, b in zip(*snaps))
-    base, start, half = snaps[0]
-    lo = np.min(base - half, axis=1)
-    width = int(np.max(np.max(base + half, axis=1) + 1 - lo)) + 3
-    rows = [coder._rows(width, lo, base, half, start, w, coder.cdf_table().values, use_numba=u) for u in (False, None)]
+    mu[:20, 0] += 40000.0  # components far apart: a MAX_ROW window around the heaviest
+    s = np.maximum(10.0 ** rng.uniform(-2, 3.2, (n, k)), SCALE_BOUND)
+    s[20:40] = coder.cdf_table().edges[rng.integers(0, coder.cdf_table().edges.size, (20, k))]  # on cell edges
+    bounds = np.array([0, 700, 700, 1500])
+    lays = [coder._layout(w, mu, s, bounds, use_numba=u) for u in (False, None)]
+    for f in dataclasses.fields(lays[0]):
+        assert np.array_equal(getattr(lays[0], f.name), getattr(lays[1], f.name)), f.name
+    lay = lays[0]
+    assert (lay.row == coder.MAX_ROW).sum() >= 20
+    rows = [coder._rows_flat(lay.order, lay.dest, lay.width, lay.lo, lay.base, lay.half, lay.start, w,
+                             coder.cdf_table().values, int(lay.group_off[-1]), use_numba=u) for u in (False, None)]
     assert rows[0].tobytes() == rows[1].tobytes()
 
 

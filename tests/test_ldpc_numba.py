@@ -137,3 +137,23 @@ def test_a_folder_decoded_by_sionna_does_not_resume_with_numba(tmp_path, tiny_sc
 
     assert json.loads((tmp_path / "numba" / "manifest.json").read_text())["ldpc_decoder"] == ["numba"]
     assert len(df) > 0
+
+
+def test_simd_phi_is_within_4e_7_of_exact_over_sionnas_range():
+    """The vectorised float32 phi against float64 numpy on a dense log grid (and beyond the
+    clamp), and the self-inverse property phi(phi(x)) = x where float32 can hold it."""
+    from simlink.phy.simd_phi import PHI_MAX, PHI_MIN, phi_array, phi_reference
+
+    x = np.concatenate([np.geomspace(1e-9, 30.0, 400_001), np.linspace(0.0, 17.0, 100_001), [-1.0]]).astype(np.float32)
+    out = np.empty_like(x)
+    phi_array(x, out)
+    ref = phi_reference(x)
+    rel = np.abs(out.astype(np.float64) - ref) / ref
+    assert rel.max() < 4e-7, (x[rel.argmax()], rel.max())
+    assert out[x <= PHI_MIN].min() == out[x <= PHI_MIN].max()  # the clamp
+    assert out[x >= PHI_MAX].min() == out[x >= PHI_MAX].max()
+    mid = np.linspace(0.05, 8.0, 1001, dtype=np.float32)
+    once, twice = np.empty_like(mid), np.empty_like(mid)
+    phi_array(mid, once)
+    phi_array(once, twice)
+    np.testing.assert_allclose(twice, mid, rtol=2e-6)

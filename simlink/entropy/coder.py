@@ -28,8 +28,9 @@ Finite supports (decoder and encoder derive them identically from the parameters
 
   Why encoder and decoder get identical integer CDFs whatever the device: the parameters are
   the float64 CPU values of :meth:`TrainedCodec.params` (never GPU values); snapping uses only
-  exact operations (comparisons with fixed decimal cell edges, a multiply by a power of two,
-  round-half-even, integer shifts), so equal values give equal grid indices whatever their
+  exact operations (comparisons with fixed decimal cell edges — the compiled path first looks up
+  a lower bound of the cell from the scale's float64 bits, then compares —, a multiply by a
+  power of two, round-half-even, integer shifts), so equal values give equal grid indices whatever their
   dtype (float32 is widened exactly) or memory layout; the CDF table is a pure function of the
   grid, computed once per process on the CPU in float64 with scipy's scalar ``ndtr``; a row is
   a fixed sequence of IEEE multiplies/adds/subtractions (components summed in index order, no
@@ -63,9 +64,11 @@ from scipy.special import ndtr
 from simlink.entropy.conditional import SCALE_BOUND
 from simlink.entropy.factorized import PmfTables
 from simlink.errors import DecodeError
+from simlink.numba_setup import import_numba
 
 TAIL_SIGMAS = 16.0
 
+numba = import_numba()  # compiles the model-building kernels; None: the numpy paths (same bits)
 _model = constriction.stream.model
 _queue = constriction.stream.queue
 
@@ -264,6 +267,11 @@ _ESC_CLASSES = 41
 MAX_ROW = 2**14  # bit lengths 0..40 of an escape's excess
 
 
+#: The scale-index lookup keys on a double's exponent and top 7 mantissa bits (2^(1/128) cells,
+#: finer than the grid's 2^(1/24)).
+Q_KEY_SHIFT = 45
+
+
 def _decimal(x: float) -> float:
     """x rounded to 12 significant digits: grid constants that do not depend on libm's last ulp."""
     return float(f"{x:.12g}")
@@ -285,8 +293,12 @@ class _CdfTable:
                                                                    int(i) // SCALE_STEPS_PER_OCTAVE)) for i in q])
         #: upper edges of the scale cells (geometric midpoints): s -> q by comparisons only
         self.edges = np.array([_decimal(s * half) for s in self.scales[:-1]])
-        pad = 1 << int(self.edges.size).bit_length()
-        self.edges_padded = np.concatenate([self.edges, np.full(pad - self.edges.size, np.inf)])
+        # scale -> q in O(1): q_guess[(bits of s >> Q_KEY_SHIFT) - q_key0] = the number of edges
+        # below the smallest double of that key, a lower bound that exact comparisons then raise
+        self.q_key0 = int(np.array([SCALE_BOUND]).view(np.int64)[0] >> Q_KEY_SHIFT)
+        top = int(np.array([self.edges[-1]]).view(np.int64)[0] >> Q_KEY_SHIFT) + 1
+        keys = np.arange(self.q_key0, top + 1, dtype=np.int64) << Q_KEY_SHIFT
+        self.q_guess = np.searchsorted(self.edges, keys.view(np.float64), side="left").astype(np.int64)
         steps = np.array([min(MAX_MEAN_STEPS, max(1, 2 ** round(math.log2(MEAN_STEPS_PER_SCALE / s))))
                           for s in self.scales], dtype=np.int64)
         self.shift = np.array([int(s).bit_length() - 1 for s in steps], dtype=np.int64)
@@ -365,42 +377,6 @@ def _snap_numpy(means, scales):
     return base, start, half
 
 
-def _snap_kernel(means, scales, edges, shift_t, steps_t, half_t, start_t, len_t, bound, base, start, half):  # pragma: no cover
-    n, k = means.shape
-    for i in range(n):
-        for m in range(k):
-            s = scales[i, m]
-            q = 0  # number of edges < s (= searchsorted side="left"), branch-free; edges padded to 2**p with +inf
-            step = edges.size >> 1
-            while step:
-                q += step * (edges[q + step - 1] < s)
-                step >>= 1
-            sh = shift_t[q]
-            mu = min(max(means[i, m], -bound), bound)
-            mq = np.int64(np.rint(mu * steps_t[q]))
-            base[i, m] = mq >> sh
-            half[i, m] = half_t[q]
-            start[i, m] = start_t[q] + (mq & ((np.int64(1) << sh) - 1)) * len_t[q]
-
-
-_SNAP_COMPILED = None
-
-
-def _snap(means, scales, use_numba: bool | None = None):
-    """:func:`_snap_numpy`, compiled with numba when it is installed (integer results: identical)."""
-    global _SNAP_COMPILED
-    nb = _numba() if use_numba is None or use_numba else None
-    if nb is None or use_numba is False:
-        return _snap_numpy(means, scales)
-    if _SNAP_COMPILED is None:
-        _SNAP_COMPILED = nb.njit(cache=True, nogil=True)(_snap_kernel)
-    t = cdf_table()
-    base, start, half = (np.empty(means.shape, dtype=np.int64) for _ in range(3))
-    _SNAP_COMPILED(means, scales, t.edges_padded, t.shift, t.steps, t.half_width, t.start, t.row_len, MEAN_BOUND, base, start, half)
-    return base, start, half
-
-
-
 def _rows_numpy(width, lo, base, half, start, weights, values, out=None):
     """PMF rows float64 [n, width] (escape-low, symbols lo .. lo + width - 3, escape-high):
     row[0] = C(0), row[1 + j] = C(j + 1) - C(j), row[-1] = max(1 - C(width - 2), 0), where
@@ -425,63 +401,221 @@ def _rows_numpy(width, lo, base, half, start, weights, values, out=None):
     return out
 
 
-def _rows_kernel(width, lo, base, half, start, weights, values, out):  # pragma: no cover - compiled
-    n, k = weights.shape
+def _row_kernel(width, lo, base, half, start, weights, values, cdf, out):  # pragma: no cover - compiled
+    """One element's PMF row (:func:`_rows_numpy`) into ``out[:width]``; ``cdf`` is scratch.
+    Written with slices so that the loops vectorise (element-wise IEEE operations only, in the
+    same order as numpy's and without fast-math, so vectorising changes no bit)."""
+    k = weights.shape[0]
     e = width - 1  # edges
-    cdf = np.empty(e)
-    for i in range(n):
-        for m in range(k):
-            a = lo[i] - base[i, m] + half[i, m]  # table position of edge 0 (<= 0)
-            top = 2 * half[i, m] + 2
-            s0 = start[i, m]
-            w = weights[i, m]
-            j0 = max(0, min(-a, e))  # edges before the component's row take its first entry,
-            j1 = max(j0, min(top - a + 1, e))  # edges after it its last (so 0 <= a + j <= top)
-            v_lo = w * values[s0]
-            v_hi = w * values[s0 + top]
-            if m == 0:
-                for j in range(j0):
-                    cdf[j] = v_lo
-                for j in range(j0, j1):
-                    cdf[j] = w * values[s0 + a + j]
-                for j in range(j1, e):
-                    cdf[j] = v_hi
-            else:
-                for j in range(j0):
-                    cdf[j] += v_lo
-                for j in range(j0, j1):
-                    cdf[j] += w * values[s0 + a + j]
-                for j in range(j1, e):
-                    cdf[j] += v_hi
-        out[i, 0] = cdf[0]
-        for j in range(1, e):
-            out[i, j] = cdf[j] - cdf[j - 1]
-        last = 1.0 - cdf[e - 1]
-        out[i, e] = last if last > 0.0 else 0.0
+    for m in range(k):
+        a = lo - base[m] + half[m]  # table position of edge 0 (<= 0)
+        top = 2 * half[m] + 2
+        s0 = start[m]
+        w = weights[m]
+        j0 = max(0, min(-a, e))  # edges before the component's row take its first entry,
+        j1 = max(j0, min(top - a + 1, e))  # edges after it its last (so 0 <= a + j <= top)
+        v_lo = w * values[s0]
+        v_hi = w * values[s0 + top]
+        src = values[s0 + a + j0:s0 + a + j1]
+        mid = cdf[j0:j1]
+        if m == 0:
+            for j in range(j0):
+                cdf[j] = v_lo
+            for j in range(j1 - j0):
+                mid[j] = w * src[j]
+            for j in range(j1, e):
+                cdf[j] = v_hi
+        else:
+            for j in range(j0):
+                cdf[j] += v_lo
+            for j in range(j1 - j0):
+                mid[j] += w * src[j]
+            for j in range(j1, e):
+                cdf[j] += v_hi
+    out[0] = cdf[0]
+    head, tail, body = cdf[:e - 1], cdf[1:e], out[1:e]
+    for j in range(e - 1):
+        body[j] = tail[j] - head[j]
+    last = 1.0 - cdf[e - 1]
+    out[e] = last if last > 0.0 else 0.0
 
 
-_ROWS_COMPILED = None
+def _rows_flat_kernel(order, dest, width, lo, base, half, start, weights, values, max_width, flat):  # pragma: no cover
+    """Rows of the elements ``order[p]`` (``width[p]`` bins each) into ``flat[dest[p]:]``;
+    chunks of positions in parallel (every row depends on its own element only)."""
+    n = order.size
+    chunk = 256
+    for c in numba.prange((n + chunk - 1) // chunk):
+        cdf = np.empty(max_width)
+        for p in range(c * chunk, min(n, (c + 1) * chunk)):
+            i = order[p]
+            w = width[p]
+            _row(w, lo[i], base[i], half[i], start[i], weights[i], values, cdf, flat[dest[p]:dest[p] + w])
+
+
+if numba is not None:
+    _row = numba.njit(cache=True, nogil=True, inline="always")(_row_kernel)
+    _rows_flat_compiled = numba.njit(cache=True, nogil=True, parallel=True)(_rows_flat_kernel)
+
+
+def _rows_flat(order, dest, width, lo, base, half, start, weights, values, total: int, use_numba: bool | None = None):
+    """float64 [total]: the PMF row of element ``order[p]`` (``width[p]`` bins) at ``dest[p]``,
+    for every p; compiled when numba is installed, else :func:`_rows_numpy` per row length (the
+    same bits: tests/test_entropy.py checks it)."""
+    flat = np.empty(total)
+    if numba is None or use_numba is False:
+        for w in np.unique(width):
+            sel = np.flatnonzero(width == w)
+            ids = order[sel]
+            rows = _rows_numpy(int(w), lo[ids], base[ids], half[ids], start[ids], weights[ids], values)
+            flat[(dest[sel][:, None] + np.arange(w)).ravel()] = rows.ravel()
+    elif order.size:
+        _rows_flat_compiled(order, dest, width, lo, base, half, start, weights, values, int(width.max()), flat)
+    return flat
 
 
 def _rows(width, lo, base, half, start, weights, values, use_numba: bool | None = None):
-    """:func:`_rows_numpy`, compiled with numba when it is installed (the same IEEE operations in
-    the same order, no fast-math, so the same bits: tests/test_entropy.py checks it)."""
-    global _ROWS_COMPILED
-    if use_numba is None:
-        use_numba = _numba() is not None
-    if not use_numba:
-        return _rows_numpy(width, lo, base, half, start, weights, values)
-    if _ROWS_COMPILED is None:
-        _ROWS_COMPILED = _numba().njit(cache=True, nogil=True)(_rows_kernel)
-    out = np.empty((lo.size, width))
-    _ROWS_COMPILED(width, lo, base, half, start, weights, values, out)
-    return out
+    """PMF rows float64 [n, width] of n elements (:func:`_rows_numpy`; :func:`_rows_flat`'s
+    compiled kernel when numba is installed and ``use_numba`` is not False)."""
+    n = lo.size
+    flat = _rows_flat(np.arange(n), np.arange(n) * width, np.full(n, width), lo, base, half, start, weights, values,
+                      n * width, use_numba)
+    return flat.reshape(n, width)
 
 
-def _numba():
-    from simlink.numba_setup import import_numba  # its cache folder policy (simlink.numba_setup)
+@dataclass(frozen=True)
+class _Layout:
+    """Where every element's PMF row goes (built by :func:`_layout`).
 
-    return import_numba()
+    base, start, half: int64 [N, K] grid indices of the components (:func:`_snap_numpy`);
+    lo, row: int64 [N] (:class:`MixtureModel`); groups ``g = image * len(ROW_LADDER) + rung``
+    hold an image's elements of row length ``ROW_LADDER[rung]`` in index order: positions
+    ``group_first[g] .. group_first[g + 1]`` of ``order`` (element indices, int64 [N]), rows at
+    ``group_off[g]`` of the flat row buffer; ``dest`` / ``width`` (int64 [N]): the row offset
+    and length of the element at each position."""
+
+    base: np.ndarray
+    start: np.ndarray
+    half: np.ndarray
+    lo: np.ndarray
+    row: np.ndarray
+    order: np.ndarray
+    dest: np.ndarray
+    width: np.ndarray
+    group_first: np.ndarray
+    group_off: np.ndarray
+
+
+def _layout_numpy(weights, means, scales, bounds) -> _Layout:
+    """:func:`_layout` with numpy (the reference the compiled kernel is tested against)."""
+    n, k = weights.shape
+    base, start, half = _snap_numpy(means, scales)
+    lo = base[:, 0] - half[:, 0]
+    hi = base[:, 0] + half[:, 0]
+    for m in range(1, k):
+        np.minimum(lo, base[:, m] - half[:, m], out=lo)
+        np.maximum(hi, base[:, m] + half[:, m], out=hi)
+    hi += 1
+    wide = hi - lo + 3 > MAX_ROW
+    if wide.any():  # a window of MAX_ROW bins around the (first) heaviest component
+        heavy = np.argmax(weights[wide], axis=1)
+        b, h = base[wide, heavy], half[wide, heavy]
+        lo[wide] = b - h - (MAX_ROW - 3 - (2 * h + 2)) // 2
+        hi[wide] = lo[wide] + MAX_ROW - 4
+    bucket = np.searchsorted(ROW_LADDER, hi - lo + 3, side="left")
+    row = ROW_LADDER[bucket]
+    images, rungs = bounds.size - 1, ROW_LADDER.size
+    key = np.repeat(np.arange(images, dtype=np.int64) * rungs, np.diff(bounds)) + bucket
+    order = np.argsort(key, kind="stable")
+    group_size = np.bincount(key, minlength=images * rungs)
+    group_first = np.concatenate([[0], np.cumsum(group_size)]).astype(np.int64)
+    group_off = np.concatenate([[0], np.cumsum(group_size * np.tile(ROW_LADDER, images))]).astype(np.int64)
+    sorted_key = key[order]
+    width = row[order]
+    dest = group_off[sorted_key] + (np.arange(n) - group_first[sorted_key]) * width
+    return _Layout(base, start, half, lo, row, order, dest, width, group_first, group_off)
+
+
+def _layout_kernel(means, scales, scale_bits, q_guess, q_key0, weights, bounds, edges, shift_t, steps_t, half_t, start_t, len_t, ladder, mean_bound,
+                   max_row, base, start, half, lo, row, order, dest, width, group_first, group_off):  # pragma: no cover
+    n, k = means.shape
+    num_edges, rungs = edges.size, ladder.size
+    bucket = np.empty(n, dtype=np.int64)
+    for i in numba.prange(n):  # every element on its own (threads), then the grouping (sequential)
+        heavy = 0
+        lo_i, hi_i = np.int64(0), np.int64(0)
+        for m in range(k):
+            s = scales[i, m]
+            # q = the number of edges < s (= searchsorted side="left"): a lower bound looked up
+            # from the bits of s, raised by exact comparisons (at most a few)
+            q = q_guess[min(max((scale_bits[i, m] >> Q_KEY_SHIFT) - q_key0, 0), q_guess.size - 1)]
+            while q < num_edges and edges[q] < s:
+                q += 1
+            sh = shift_t[q]
+            mu = min(max(means[i, m], -mean_bound), mean_bound)
+            mq = np.int64(np.rint(mu * steps_t[q]))
+            b, h = mq >> sh, half_t[q]
+            base[i, m], half[i, m] = b, h
+            start[i, m] = start_t[q] + (mq & ((np.int64(1) << sh) - 1)) * len_t[q]
+            if m == 0 or b - h < lo_i:
+                lo_i = b - h
+            if m == 0 or b + h > hi_i:
+                hi_i = b + h
+            if weights[i, m] > weights[i, heavy]:
+                heavy = m
+        hi_i += 1
+        if hi_i - lo_i + 3 > max_row:
+            b, h = base[i, heavy], half[i, heavy]
+            lo_i = b - h - (max_row - 3 - (2 * h + 2)) // 2
+            hi_i = lo_i + max_row - 4
+        need = hi_i - lo_i + 3
+        r = 0
+        while ladder[r] < need:
+            r += 1
+        lo[i], row[i], bucket[i] = lo_i, ladder[r], r
+    # counting sort by (image, rung), stable
+    images = bounds.size - 1
+    size = np.zeros(images * rungs, dtype=np.int64)
+    for img in range(images):
+        for i in range(bounds[img], bounds[img + 1]):
+            size[img * rungs + bucket[i]] += 1
+    group_first[0], group_off[0] = 0, 0
+    for g in range(images * rungs):
+        group_first[g + 1] = group_first[g] + size[g]
+        group_off[g + 1] = group_off[g] + size[g] * ladder[g % rungs]
+    fill = group_first[:-1].copy()
+    for img in range(images):
+        for i in range(bounds[img], bounds[img + 1]):
+            g = img * rungs + bucket[i]
+            p = fill[g]
+            fill[g] = p + 1
+            order[p] = i
+            width[p] = row[i]
+            dest[p] = group_off[g] + (p - group_first[g]) * row[i]
+
+
+if numba is not None:
+    _layout_compiled = numba.njit(cache=True, nogil=True, parallel=True)(_layout_kernel)
+
+
+def _layout(weights, means, scales, bounds, use_numba: bool | None = None) -> _Layout:
+    """Snap every component to the grid, give every element its support and row length, and
+    group the elements of each image by row length (:class:`_Layout`); ``bounds`` int64
+    [images + 1]. Compiled when numba is installed (integer results, identical to
+    :func:`_layout_numpy`: tests/test_entropy.py checks it)."""
+    if numba is None or use_numba is False:
+        return _layout_numpy(weights, means, scales, bounds)
+    t = cdf_table()
+    n, k = weights.shape
+    scales = np.ascontiguousarray(scales, dtype=np.float64)  # read as int64 bits too
+    base, start, half = (np.empty((n, k), dtype=np.int64) for _ in range(3))
+    lo, row, order, dest, width = (np.empty(n, dtype=np.int64) for _ in range(5))
+    groups = (bounds.size - 1) * ROW_LADDER.size + 1
+    group_first, group_off = np.empty(groups, dtype=np.int64), np.empty(groups, dtype=np.int64)
+    _layout_compiled(means, scales, scales.view(np.int64), t.q_guess, t.q_key0, weights, bounds, t.edges, t.shift, t.steps, t.half_width, t.start, t.row_len,
+                     ROW_LADDER, MEAN_BOUND, MAX_ROW, base, start, half, lo, row, order, dest, width, group_first,
+                     group_off)
+    return _Layout(base, start, half, lo, row, order, dest, width, group_first, group_off)
 
 
 def mixture_model(weights, means, scales) -> MixtureModel:
@@ -502,31 +636,23 @@ def mixture_models(weights, means, scales, counts=None) -> list[MixtureModel]:
     counts = [n] if counts is None else [int(c) for c in counts]
     if sum(counts) != n:
         raise ValueError(f"counts sum to {sum(counts)}, parameters have {n} rows")
-    t = cdf_table()
-    base, start, half = _snap(means, scales)
-    lo = np.min(base - half, axis=1)
-    hi = np.max(base + half, axis=1) + 1
-    wide = hi - lo + 3 > MAX_ROW
-    if wide.any():
-        heavy = np.argmax(weights[wide], axis=1)  # the first heaviest component
-        b, h = base[wide, heavy], half[wide, heavy]
-        lo[wide] = b - h - (MAX_ROW - 3 - (2 * h + 2)) // 2
-        hi[wide] = lo[wide] + MAX_ROW - 4
-    bucket = np.searchsorted(ROW_LADDER, hi - lo + 3, side="left")
-    row = ROW_LADDER[bucket]
-    bounds = np.concatenate([[0], np.cumsum(counts)])
-    per_image: list[list] = [[] for _ in counts]
-    order = np.argsort(bucket, kind="stable")
-    cuts = np.flatnonzero(np.diff(bucket[order])) + 1
-    for sel in np.split(order, cuts) if n else []:
-        width = int(row[sel[0]])
-        pmf = _rows(width, lo[sel], base[sel], half[sel], start[sel], weights[sel], t.values)
-        img_cuts = np.searchsorted(sel, bounds[1:-1], side="left")
-        for i, (ids, rows) in enumerate(zip(np.split(sel, img_cuts), np.split(pmf, img_cuts))):
-            if ids.size:
-                per_image[i].append((width, ids - bounds[i], rows))
-    return [MixtureModel(lo=lo[bounds[i]:bounds[i + 1]], row=row[bounds[i]:bounds[i + 1]], groups=tuple(g))
-            for i, g in enumerate(per_image)]
+    bounds = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    lay = _layout(weights, means, scales, bounds)
+    flat = _rows_flat(lay.order, lay.dest, lay.width, lay.lo, lay.base, lay.half, lay.start, weights,
+                      cdf_table().values, int(lay.group_off[-1]))
+    rungs = ROW_LADDER.size
+    group_first, group_off = lay.group_first, lay.group_off
+    group_size = np.diff(group_first)
+    models = []
+    for i in range(len(counts)):
+        groups = []
+        for g in np.flatnonzero(group_size[i * rungs:(i + 1) * rungs]) + i * rungs:
+            w, a, b = int(ROW_LADDER[g % rungs]), int(group_first[g]), int(group_first[g + 1])
+            rows = flat[group_off[g]:group_off[g + 1]].reshape(b - a, w)
+            groups.append((w, lay.order[a:b] - bounds[i], rows))
+        models.append(MixtureModel(lo=lay.lo[bounds[i]:bounds[i + 1]], row=lay.row[bounds[i]:bounds[i + 1]],
+                                   groups=tuple(groups)))
+    return models
 
 
 def _esc_model():
@@ -555,10 +681,10 @@ def _put_mixture_model(enc, symbols, model: MixtureModel) -> None:
         raise ValueError(f"{sym.size} symbols for a model of {model.size} elements")
     if sym.size and (sym.min() < _I32.min or sym.max() > _I32.max):
         raise ValueError("mixture symbols must fit in int32")
+    off = sym - model.lo
+    idx = np.where(off < 0, 0, np.minimum(off + 1, model.row - 1)).astype(np.int32)
     for width, ids, rows in model.groups:
-        off = sym[ids] - model.lo[ids]
-        idx = np.where(off < 0, 0, np.minimum(off + 1, width - 1)).astype(np.int32)
-        enc.encode(idx, _ROWS, rows)
+        enc.encode(idx[ids], _ROWS, rows)
     # escapes, in element order: which side (from the row), then the excess d >= 1 Elias-gamma style
     hi = model.lo + model.row - 3
     low, high = sym < model.lo, sym > hi

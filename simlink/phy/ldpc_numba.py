@@ -1,4 +1,4 @@
-"""A fast CPU belief-propagation decoder for simlink's 5G LDPC codes (numba + numpy SIMD).
+"""A fast CPU belief-propagation decoder for simlink's 5G LDPC codes (numba, AVX2).
 
 Sionna's :class:`~sionna.phy.fec.ldpc.LDPC5GDecoder` is the reference. This decoder runs the same
 algorithm on the same graph, laid out for the CPU:
@@ -8,25 +8,24 @@ algorithm on the same graph, laid out for the CPU:
   read back as its quasi-cyclic structure (:func:`qc_structure`): one *base edge* per non-zero
   ``Z x Z`` block, a circulant with shift ``s`` (row ``r`` of the block meets column
   ``(r + s) mod Z``), and a 0/1 mask of the rows of each block that exist in Sionna's
-  (truncated) matrix. Messages are ``float32[B, base edges, Z]``: every update is a loop over
-  ``Z`` contiguous values, which the compiler vectorises.
+  (truncated) matrix. A codeword's messages are one ``float32[base edges, Z]`` array (~22 kB for
+  the quickstart's code, so it stays in the core's cache for all iterations); every update is a
+  loop over ``Z`` contiguous values (a circulant shift splits it in two), which the compiler
+  turns into 8-lane SIMD code.
 * **Rate recovery** exactly as Sionna's ``call``: the output interleaver is undone
   (``out_int_inv``), the received LLRs are placed after the ``2Z`` punctured systematic bits
   (LLR 0), the ``k_filler`` shortened bits get the known value (``llr_max``), the rest of the
   circular buffer is 0 (punctured); channel LLRs are clipped to ``±llr_max`` and turned into
   the decoder's internal ``log p(0)/p(1)``.
-* **Flooding schedule, sum-product rule** (Sionna's ``boxplus-phi``), float32: with
-  ``phi(x) = log((e^x + 1) / (e^x - 1))`` on ``x`` clamped to ``[8.5e-8, 16.635532]`` (Sionna's
-  float32 clamp), a check node sends ``sign * phi(sum_{i'≠i} phi(|x_i'|))``, clipped to
-  ``±llr_max``; a variable node sends ``clip(L + sum_{j'≠j} y_j')`` (messages summed first, then
-  the channel LLR, as Sionna) and decides ``bit = 1`` iff ``clip(L + sum_j y_j) <= 0``. ``phi``
-  is evaluated by numpy's SIMD ``exp`` / ``log1p`` as ``log1p(2 / (e^x - 1))`` over the whole
-  batch at once (the transcendental functions are 90 % of the work; numba's are scalar); the
-  sums, signs, clipping and the variable-node update are numba loops over the batch (threads).
+* **Flooding schedule, sum-product rule** (Sionna's ``boxplus-phi``), float32: a check node sends
+  ``sign * phi(sum_{i'≠i} phi(|x_i'|))``, clipped to ``±llr_max``, with ``phi`` of
+  :mod:`simlink.phy.simd_phi` (Sionna's clamp of the argument; vectorised, within 4e-7 of exact);
+  a variable node sends ``clip(L + sum_{j'≠j} y_j')`` (messages summed first, then the channel
+  LLR, as Sionna) and decides ``bit = 1`` iff ``clip(L + sum_j y_j) <= 0``.
 * **Early termination** as :class:`simlink.phy.ldpc.BPDecoder` (on top of Sionna): after each
   iteration the hard decision is tested against every parity check and the filler bits; the
-  first valid iteration ends that codeword (its decision is kept) and it leaves the batch.
-  Without early stop, exactly ``num_iter`` iterations.
+  first valid iteration ends that codeword (its decision is kept). Without early stop, exactly
+  ``num_iter`` iterations. Codewords are independent: numba's threads take them in parallel.
 
 Floating-point sums and ``phi`` round differently from Sionna's tensor code, so messages agree
 to rounding only; the hard decisions and iteration counts agree on virtually every codeword (a
@@ -42,13 +41,6 @@ import numpy as np
 from simlink.numba_setup import import_numba, numba_error
 
 numba = import_numba()  # a dependency; None (a clear error on use) when the install is broken
-
-
-#: Sionna's float32 clamp of the phi function's argument.
-PHI_MIN = np.float32(8.5e-8)
-PHI_MAX = np.float32(16.635532)
-#: Codewords decoded together (the numpy passes' working set stays in the caches).
-CHUNK = 128
 
 
 def available() -> bool:
@@ -94,111 +86,116 @@ def qc_structure(pcm, z: int) -> dict:
             "col_edges": order.astype(np.int64)}
 
 
-def phi(x: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """``out = log1p(2 / (e^c - 1))``, ``c = clamp(x, PHI_MIN, PHI_MAX)``, float32 (= Sionna's
-    ``log(e^c + 1) - log(e^c - 1)`` up to rounding); numpy's SIMD loops, in place in ``out``."""
-    np.clip(x, PHI_MIN, PHI_MAX, out=out)
-    np.exp(out, out=out)
-    np.subtract(out, np.float32(1.0), out=out)
-    np.divide(np.float32(2.0), out, out=out)
-    return np.log1p(out, out=out)
+def _decode_py(llr, col, shift, valid, mask, row_ptr, col_ptr, col_edges, max_degree, num_iter, early_stop,
+               llr_max, k, filler_lo, filler_hi, bits, iters):
+    """Decode every codeword of ``llr`` (``float32[B, nbc * z]``, decoder-internal LLRs) into
+    ``bits`` (``uint8[B, k]``) and ``iters`` (``int32[B]``); one codeword per thread at a time,
+    all its iterations in its own ``float32[E, z]`` message array (it stays in the L1/L2 cache).
 
-
-def _init_py(llr, col, shift, v2c):
-    """``v2c[b, e, r] = llr[b, col[e] * z + (r + shift[e]) % z]``: the first variable-to-check
-    messages are the channel LLRs."""
-    batch, num_edges, z = v2c.shape
-    for b in numba.prange(batch):
-        for e in range(num_edges):
-            c0, s = col[e] * z, shift[e]
-            for r in range(z - s):
-                v2c[b, e, r] = llr[b, c0 + r + s]
-            for r in range(z - s, z):
-                v2c[b, e, r] = llr[b, c0 + r + s - z]
-
-
-def _check_nodes_py(v2c, ph, valid, row_ptr, x, sign):
-    """Given ``ph = phi(|v2c|)``: ``x`` = the block row's sum of valid ``ph`` minus the edge's own
-    (the argument of the outgoing ``phi``) and ``sign`` = ±1, the product of the other valid
-    edges' signs (``sign(0) = +1``, as Sionna). Products of ±1 are exact, so the row's product
-    times the edge's own sign is the product of the others (branch- and call-free: vectorised)."""
-    batch, _, z = v2c.shape
+    The message array holds the variable-to-check messages after a variable-node pass and the
+    check-to-variable messages after a check-node pass (each pass reads an edge's message before
+    it writes it). ``mask`` is ``valid`` as uint8."""
+    batch = llr.shape[0]
+    num_edges, z = valid.shape
+    num_vns = llr.shape[1]
     one, two = np.float32(1.0), np.float32(2.0)
     for b in numba.prange(batch):
+        msg = np.empty((num_edges, z), dtype=np.float32)
+        ph = np.empty((max_degree, z), dtype=np.float32)
+        sg = np.empty((max_degree, z), dtype=np.float32)
         total = np.empty(z, dtype=np.float32)
         product = np.empty(z, dtype=np.float32)
-        for br in range(row_ptr.shape[0] - 1):
-            total[:] = 0.0
-            product[:] = 1.0
-            for e in range(row_ptr[br], row_ptr[br + 1]):
-                for r in range(z):
-                    own = one - two * np.float32(v2c[b, e, r] < 0.0) * valid[e, r]  # the edge's sign
-                    sign[b, e, r] = own
-                    total[r] += ph[b, e, r] * valid[e, r]
-                    product[r] *= own
-            for e in range(row_ptr[br], row_ptr[br + 1]):
-                for r in range(z):
-                    x[b, e, r] = total[r] - ph[b, e, r] * valid[e, r]
-                    sign[b, e, r] *= product[r]  # = the product of the others (signs are ±1)
-
-
-def _variable_nodes_py(y, sign, valid, mask, llr, col, shift, row_ptr, col_ptr, col_edges, llr_max, check,
-                       filler_lo, filler_hi, c2v, v2c, hard, ok):
-    """Given ``y = phi(x)``: the check-to-variable messages ``c2v = clip(sign * y)``, then per
-    variable node the total ``L + sum c2v``, the extrinsic ``v2c``, the hard decision ``hard``;
-    with ``check``, ``ok[b]`` = codeword ``b``'s decision satisfies every check, fillers 0
-    (``mask`` is ``valid`` as uint8)."""
-    batch, num_edges, z = y.shape
-    for b in numba.prange(batch):
-        for e in range(num_edges):
-            for r in range(z):
-                c2v[b, e, r] = min(max(sign[b, e, r] * y[b, e, r], -llr_max), llr_max) * valid[e, r]
-        total = np.empty(z, dtype=np.float32)
-        for bc in range(col_ptr.shape[0] - 1):
-            c0 = bc * z
-            total[:] = 0.0
-            for i in range(col_ptr[bc], col_ptr[bc + 1]):  # variable node t hears row (t - s) mod z
-                e = col_edges[i]
-                s = shift[e]
-                for t in range(s):
-                    total[t] += c2v[b, e, t - s + z]
-                for t in range(s, z):
-                    total[t] += c2v[b, e, t - s]
-            for t in range(z):
-                total[t] += llr[b, c0 + t]
-            for i in range(col_ptr[bc], col_ptr[bc + 1]):
-                e = col_edges[i]
-                s = shift[e]
-                for r in range(z - s):
-                    v2c[b, e, r] = min(max(total[r + s] - c2v[b, e, r], -llr_max), llr_max)
-                for r in range(z - s, z):
-                    v2c[b, e, r] = min(max(total[r + s - z] - c2v[b, e, r], -llr_max), llr_max)
-            for t in range(z):
-                hard[b, c0 + t] = np.uint8(min(max(total[t], -llr_max), llr_max) <= 0.0)
-        if not check:
-            continue
-        bad = np.uint8(0)
-        for v in range(filler_lo, filler_hi):
-            bad |= hard[b, v]
         parity = np.empty(z, dtype=np.uint8)
-        for br in range(row_ptr.shape[0] - 1):
-            if bad:
+        hard = np.zeros(num_vns, dtype=np.uint8)
+        ch = llr[b]
+        for e in range(num_edges):  # first variable-to-check messages: the channel LLRs
+            c0, s = col[e] * z, shift[e]
+            src_hi, src_lo, dst = ch[c0 + s:c0 + z], ch[c0:c0 + s], msg[e]
+            for r in range(z - s):
+                dst[r] = src_hi[r]
+            dst_hi = msg[e, z - s:]
+            for r in range(s):
+                dst_hi[r] = src_lo[r]
+        iters[b] = num_iter
+        for it in range(num_iter):
+            # check nodes: sign * phi(sum of the other edges' phi(|v2c|)), clipped
+            for br in range(row_ptr.shape[0] - 1):
+                total[:] = 0.0
+                product[:] = 1.0
+                for j in range(row_ptr[br + 1] - row_ptr[br]):
+                    e = row_ptr[br] + j
+                    m_e, v_e, p_j, s_j = msg[e], valid[e], ph[j], sg[j]
+                    for r in range(z):
+                        a = m_e[r]
+                        p = phi(abs(a)) * v_e[r]
+                        own = one - two * np.float32(a < 0.0) * v_e[r]  # sign(0) = +1, as Sionna
+                        p_j[r] = p
+                        s_j[r] = own
+                        total[r] += p
+                        product[r] *= own
+                for j in range(row_ptr[br + 1] - row_ptr[br]):
+                    e = row_ptr[br] + j
+                    m_e, v_e, p_j, s_j = msg[e], valid[e], ph[j], sg[j]
+                    for r in range(z):  # products of +-1 are exact: row product * own = the others'
+                        y = s_j[r] * product[r] * phi(total[r] - p_j[r])
+                        m_e[r] = min(max(y, -llr_max), llr_max) * v_e[r]
+            # variable nodes: L + sum of the c2v messages, extrinsic v2c, hard decisions
+            for bc in range(col_ptr.shape[0] - 1):
+                c0 = bc * z
+                total[:] = 0.0
+                for i in range(col_ptr[bc], col_ptr[bc + 1]):  # variable node t hears row (t - s) mod z
+                    e = col_edges[i]
+                    s = shift[e]
+                    head, tail, total_hi = msg[e, z - s:], msg[e, :z - s], total[s:]
+                    for t in range(s):
+                        total[t] += head[t]
+                    for t in range(z - s):
+                        total_hi[t] += tail[t]
+                ch_c = ch[c0:c0 + z]
+                for t in range(z):
+                    total[t] += ch_c[t]
+                for i in range(col_ptr[bc], col_ptr[bc + 1]):
+                    e = col_edges[i]
+                    s = shift[e]
+                    m_lo, m_hi, total_hi = msg[e, :z - s], msg[e, z - s:], total[s:]
+                    for r in range(z - s):
+                        m_lo[r] = min(max(total_hi[r] - m_lo[r], -llr_max), llr_max)
+                    for r in range(s):
+                        m_hi[r] = min(max(total[r] - m_hi[r], -llr_max), llr_max)
+                hard_c = hard[c0:c0 + z]
+                for t in range(z):
+                    hard_c[t] = np.uint8(min(max(total[t], -llr_max), llr_max) <= 0.0)
+            if not early_stop:
+                continue
+            bad = np.uint8(0)  # the decision satisfies every check and the filler bits are 0
+            for v in range(filler_lo, filler_hi):
+                bad |= hard[v]
+            for br in range(row_ptr.shape[0] - 1):
+                if bad:
+                    break
+                parity[:] = 0
+                for e in range(row_ptr[br], row_ptr[br + 1]):
+                    c0, s = col[e] * z, shift[e]
+                    h_hi, h_lo, mk, mk_hi = hard[c0 + s:c0 + z], hard[c0:c0 + s], mask[e], mask[e, z - s:]
+                    for r in range(z - s):
+                        parity[r] ^= h_hi[r] & mk[r]
+                    parity_hi = parity[z - s:]
+                    for r in range(s):
+                        parity_hi[r] ^= h_lo[r] & mk_hi[r]
+                for r in range(z):
+                    bad |= parity[r]
+            if bad == 0:
+                iters[b] = it + 1
                 break
-            parity[:] = 0
-            for e in range(row_ptr[br], row_ptr[br + 1]):
-                c0, s = col[e] * z, shift[e]
-                for r in range(z - s):
-                    parity[r] ^= hard[b, c0 + r + s] & mask[e, r]
-                for r in range(z - s, z):
-                    parity[r] ^= hard[b, c0 + r + s - z] & mask[e, r]
-            for r in range(z):
-                bad |= parity[r]
-        ok[b] = bad == 0
+        for i in range(k):
+            bits[b, i] = hard[i]
 
 
 if numba is not None:
-    _jit = numba.njit(parallel=True, cache=True, nogil=True)
-    _init, _check_nodes, _variable_nodes = _jit(_init_py), _jit(_check_nodes_py), _jit(_variable_nodes_py)
+    from simlink.phy.simd_phi import phi
+
+    _decode = numba.njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True, nogil=True)(
+        _decode_py)
 
 
 class NumbaBPDecoder:
@@ -263,48 +260,13 @@ class NumbaBPDecoder:
 
     def decode_numpy(self, llr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """As ``__call__`` on numpy: ``(uint8[B, k] bits, int32[B] iterations)``."""
+        g = self.graph
         internal = self.internal_llrs(llr)
         bits = np.zeros((internal.shape[0], self.k), dtype=np.uint8)
-        iters = np.full(internal.shape[0], self.num_iter, dtype=np.int32)
-        for a in range(0, internal.shape[0], CHUNK):
-            bits[a:a + CHUNK], iters[a:a + CHUNK] = self._decode_chunk(internal[a:a + CHUNK])
-        return bits, iters
-
-    def _decode_chunk(self, llr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        g, k = self.graph, self.k
-        batch, z = llr.shape[0], self.z
-        shape = (batch, len(g["col"]), z)
-        v2c, c2v, ph, x, sign = (np.empty(shape, dtype=np.float32) for _ in range(5))
-        hard = np.zeros((batch, g["nbc"] * z), dtype=np.uint8)
-        ok = np.zeros(batch, dtype=np.bool_)
-        bits = np.zeros((batch, k), dtype=np.uint8)
-        iters = np.full(batch, self.num_iter, dtype=np.int32)
-        llr = llr.copy()
-        _init(llr, g["col"], g["shift"], v2c)
-        active = np.arange(batch)
-        for it in range(self.num_iter):
-            n = active.size
-            phi(np.abs(v2c[:n], out=x[:n]), ph[:n])
-            _check_nodes(v2c[:n], ph[:n], g["valid"], g["row_ptr"], x[:n], sign[:n])
-            phi(x[:n], ph[:n])
-            _variable_nodes(ph[:n], sign[:n], g["valid"], g["mask"], llr[:n], g["col"], g["shift"], g["row_ptr"],
-                            g["col_ptr"],
-                            g["col_edges"], self.llr_max, self.early_stop, k, k + self.k_filler, c2v[:n], v2c[:n],
-                            hard[:n], ok[:n])
-            if not self.early_stop:
-                continue
-            done = ok[:n]
-            if done.any():  # finished codewords keep this decision and leave the batch
-                bits[active[done]] = hard[:n][done, :k]
-                iters[active[done]] = it + 1
-                keep = ~done
-                m = int(keep.sum())
-                # the state, and the decisions (the last iteration's are the output of the rest)
-                v2c[:m], llr[:m], hard[:m] = v2c[:n][keep], llr[:n][keep], hard[:n][keep]
-                active = active[keep]
-                if m == 0:
-                    return bits, iters
-        bits[active] = hard[:active.size, :k]
+        iters = np.zeros(internal.shape[0], dtype=np.int32)
+        _decode(internal, g["col"], g["shift"], g["valid"], g["mask"], g["row_ptr"], g["col_ptr"], g["col_edges"],
+                int(np.diff(g["row_ptr"]).max()), self.num_iter, self.early_stop, self.llr_max, self.k, self.k,
+                self.k + self.k_filler, bits, iters)
         return bits, iters
 
     def __call__(self, llr):
