@@ -474,15 +474,6 @@ def _rows_flat(order, dest, width, lo, base, half, start, weights, values, total
     return flat
 
 
-def _rows(width, lo, base, half, start, weights, values, use_numba: bool | None = None):
-    """PMF rows float64 [n, width] of n elements (:func:`_rows_numpy`; :func:`_rows_flat`'s
-    compiled kernel when numba is installed and ``use_numba`` is not False)."""
-    n = lo.size
-    flat = _rows_flat(np.arange(n), np.arange(n) * width, np.full(n, width), lo, base, half, start, weights, values,
-                      n * width, use_numba)
-    return flat.reshape(n, width)
-
-
 @dataclass(frozen=True)
 class _Layout:
     """Where every element's PMF row goes (built by :func:`_layout`).
@@ -536,8 +527,12 @@ def _layout_numpy(weights, means, scales, bounds) -> _Layout:
     return _Layout(base, start, half, lo, row, order, dest, width, group_first, group_off)
 
 
-def _layout_kernel(means, scales, scale_bits, q_guess, q_key0, weights, bounds, edges, shift_t, steps_t, half_t, start_t, len_t, ladder, mean_bound,
-                   max_row, base, start, half, lo, row, order, dest, width, group_first, group_off):  # pragma: no cover
+def _layout_kernel(means, scales, scale_bits, q_guess, q_key0, weights, bounds, edges, shift_t, steps_t, half_t,
+                   start_t, len_t, ladder, mean_bound, max_row,
+                   base, start, half, lo, row, order, dest, width, group_first, group_off):  # pragma: no cover
+    """:func:`_layout_numpy` as one pass per element (threads; ``scale_bits`` = the scales'
+    float64 bits as int64, ``q_guess`` / ``q_key0`` the table's cell lookup) and a counting sort,
+    into the preallocated outputs."""
     n, k = means.shape
     num_edges, rungs = edges.size, ladder.size
     bucket = np.empty(n, dtype=np.int64)
@@ -612,9 +607,9 @@ def _layout(weights, means, scales, bounds, use_numba: bool | None = None) -> _L
     lo, row, order, dest, width = (np.empty(n, dtype=np.int64) for _ in range(5))
     groups = (bounds.size - 1) * ROW_LADDER.size + 1
     group_first, group_off = np.empty(groups, dtype=np.int64), np.empty(groups, dtype=np.int64)
-    _layout_compiled(means, scales, scales.view(np.int64), t.q_guess, t.q_key0, weights, bounds, t.edges, t.shift, t.steps, t.half_width, t.start, t.row_len,
-                     ROW_LADDER, MEAN_BOUND, MAX_ROW, base, start, half, lo, row, order, dest, width, group_first,
-                     group_off)
+    _layout_compiled(means, scales, scales.view(np.int64), t.q_guess, t.q_key0, weights, bounds, t.edges, t.shift,
+                     t.steps, t.half_width, t.start, t.row_len, ROW_LADDER, MEAN_BOUND, MAX_ROW,
+                     base, start, half, lo, row, order, dest, width, group_first, group_off)
     return _Layout(base, start, half, lo, row, order, dest, width, group_first, group_off)
 
 
@@ -640,8 +635,7 @@ def mixture_models(weights, means, scales, counts=None) -> list[MixtureModel]:
     lay = _layout(weights, means, scales, bounds)
     flat = _rows_flat(lay.order, lay.dest, lay.width, lay.lo, lay.base, lay.half, lay.start, weights,
                       cdf_table().values, int(lay.group_off[-1]))
-    rungs = ROW_LADDER.size
-    group_first, group_off = lay.group_first, lay.group_off
+    rungs, group_first, group_off = ROW_LADDER.size, lay.group_first, lay.group_off
     group_size = np.diff(group_first)
     models = []
     for i in range(len(counts)):

@@ -236,6 +236,7 @@ class NumbaBPDecoder:
             raise RuntimeError(f"internal: Sionna's pruned graph has {self.num_vns} VNs, expected {ref._n_pruned}")
         self.graph = qc_structure(ref.pcm, self.z)
         self.graph["mask"] = self.graph["valid"].astype(np.uint8)
+        self.max_degree = int(np.diff(self.graph["row_ptr"]).max())  # edges of the densest block row
         inv = getattr(encoder, "out_int_inv", None)
         self.out_int_inv = None if encoder.num_bits_per_symbol is None else np.asarray(
             inv.cpu() if hasattr(inv, "cpu") else inv, dtype=np.int64)
@@ -265,7 +266,7 @@ class NumbaBPDecoder:
         bits = np.zeros((internal.shape[0], self.k), dtype=np.uint8)
         iters = np.zeros(internal.shape[0], dtype=np.int32)
         _decode(internal, g["col"], g["shift"], g["valid"], g["mask"], g["row_ptr"], g["col_ptr"], g["col_edges"],
-                int(np.diff(g["row_ptr"]).max()), self.num_iter, self.early_stop, self.llr_max, self.k, self.k,
+                self.max_degree, self.num_iter, self.early_stop, self.llr_max, self.k, self.k,
                 self.k + self.k_filler, bits, iters)
         return bits, iters
 
