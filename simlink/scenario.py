@@ -25,7 +25,7 @@ from simlink.phy.config import LinkConfig
 from simlink.schema import Strict as _Strict
 from simlink.schema import NestedError, format_errors, registered_name, registry_entry, settings_dump
 from simlink.sweep.receiver import ERROR_POLICIES
-from simlink.tasks.kinds import DEFAULT_TASK_KIND, TASK_KINDS, TRAINABLE_ARCHITECTURES
+from simlink.tasks.kinds import ARCHITECTURE_OPTIONS, DEFAULT_TASK_KIND, TASK_KINDS
 
 def _not_boolean(noun: str):
     def check(value: Any) -> Any:
@@ -51,8 +51,11 @@ class DatasetConfig(_Strict):
 
     ``root`` is a folder (relative paths are taken from the current working directory);
     without it, ``$SIMLINK_DATA/<name>`` and ``~/.cache/simlink/datasets/<name>`` are searched.
+    ``image_size`` is ``None`` (native size), an int ``s >= 8`` (``s x s``) or ``[H, W]`` (height,
+    width, each ``>= 8``); ``[s, s]`` is stored as ``s``, so it hashes like the int. Real data is
+    scaled (aspect ratio kept) to cover ``H x W`` and centre-cropped to it.
     What the dataset's registry record declares is checked here, not at run time: ``image_size``
-    against its ``sizes`` (synthetic: 32, 64), ``n_images`` against its ``split_sizes``
+    against its ``sizes`` (synthetic: 32, 64; squares only), ``n_images`` against its ``split_sizes``
     (synthetic: train 10000, val 1000, test 1000), and options such as ``skip_unreadable``
     (``folder`` only: skip files that cannot be decoded, with a warning each) against ``options``.
     """
@@ -60,22 +63,60 @@ class DatasetConfig(_Strict):
     name: registered_name(DATASETS) = "synthetic"
     split: str = "test"
     n_images: Int = Field(16, ge=1, description="images sent per cell (a seeded, class-balanced sample)")
-    image_size: OptionalInt = Field(None, ge=8, description="square size in pixels; None = native")
+    image_size: int | list[int] | None = Field(None, description="an int s (s x s) or [H, W], each >= 8, "
+                                               "in pixels; None = native")
     root: str | None = None
     download: bool = False
     skip_unreadable: bool = Field(False, description="folder: skip (with a warning) image files that cannot "
                                   "be decoded instead of failing; the names are kept on the loaded ImageSet")
 
+    @field_validator("image_size", mode="before")
+    @classmethod
+    def _image_size(cls, v: Any) -> int | list[int] | None:
+        """``None``, an int ``>= 8``, or ``[H, W]`` of two ints ``>= 8`` (``[s, s]`` becomes ``s``).
+        Booleans are refused (YAML ``true`` is not a size)."""
+        import numbers
+
+        if v is None:
+            return None
+        if isinstance(v, bool):
+            raise NestedError([("", f"{str(v).lower()} is not an integer")])
+        if isinstance(v, (list, tuple)):
+            return cls._image_size_pair(list(v))
+        if not isinstance(v, numbers.Integral):
+            raise NestedError([("", f"{v!r} is not an integer or a list [H, W] of two integers")])
+        if v < 8:
+            raise NestedError([("", f"{v} is not >= 8 (an image side is at least 8 pixels)")])
+        return int(v)
+
+    @staticmethod
+    def _image_size_pair(v: list) -> int | list[int]:
+        """``[H, W]`` checked: two ints (not booleans) ``>= 8``; ``[s, s]`` becomes ``s``."""
+        import numbers
+
+        shown = "[" + ", ".join(str(x).lower() if isinstance(x, bool) else repr(x) for x in v) + "]"
+        if len(v) != 2:
+            raise NestedError([("", f"{shown} is not [H, W]: a size list has two values (height, width), "
+                                    f"got {len(v)}")])
+        if any(isinstance(x, bool) or not isinstance(x, numbers.Integral) for x in v):
+            raise NestedError([("", f"{shown} is not [H, W] of two integers")])
+        if min(v) < 8:
+            raise NestedError([("", f"{shown} is not [H, W] with both sides >= 8 pixels")])
+        h, w = int(v[0]), int(v[1])
+        return h if h == w else [h, w]
+
     @model_validator(mode="after")
     def _known_split(self) -> "DatasetConfig":
+        from simlink.data.registry import size_allowed
+
         spec = DATASETS[self.name]
         splits = list(spec.splits)
         if splits and self.split not in splits:
             raise ValueError(f"split {self.split!r} is not one of {', '.join(splits)} for dataset {self.name!r}")
         problems = []
-        if spec.sizes and self.image_size is not None and self.image_size not in spec.sizes:
-            problems.append(("image_size", f"{self.image_size} is not one of {', '.join(map(str, spec.sizes))} "
-                                           f"for dataset {self.name!r}"))
+        if not size_allowed(spec, self.image_size):
+            allowed = ", ".join(str(list(s)) if isinstance(s, tuple) else str(s) for s in spec.sizes)
+            problems.append(("image_size", f"{self.image_size} is not one of {allowed} for dataset {self.name!r}"))
         available = spec.split_sizes.get(self.split)
         if available is not None and self.n_images > available:
             problems.append(("n_images", f"{self.n_images} is more than the {available} images of "
@@ -90,14 +131,17 @@ class DatasetConfig(_Strict):
 
 
 class TaskTrainConfig(_Strict):
-    """``task.train:`` — train the receiver classifier on the dataset's training split (cached).
+    """``task.train:`` — train the receiver's task model on the dataset's training split (cached).
 
     Attributes:
         split: training split of the scenario's dataset.
         n_images: first ``n`` images of the split (``None``: all).
-        epochs, lr, batch_size: Adam with cross-entropy.
-        augment: random flips and 4-pixel shifts.
-        width: base width of the architecture (``small_cnn``).
+        epochs, lr, batch_size: Adam with cross-entropy (segmentation: pixel-wise, void ignored,
+            cosine learning-rate schedule).
+        augment: random flips (images and masks together) and, for classifiers, 4-pixel shifts.
+        width: base width of ``small_cnn``.
+        class_weights: segmentation: ENet class weights from the training masks.
+        options: the architecture's own settings (``espnet``: ``p``, ``q``, its block counts).
     """
 
     split: str = "train"
@@ -107,18 +151,24 @@ class TaskTrainConfig(_Strict):
     batch_size: Int = Field(64, ge=2)
     augment: bool = True
     width: Int = Field(32, ge=1)
+    class_weights: bool = True
+    options: dict[str, Int] = Field(default_factory=dict)
 
 
 class TaskConfig(_Strict):
     """``task:`` — the receiver's frozen task model, applied to every decoded image.
 
-    ``model`` is a pretrained name (``resnet20_cifar10``), the path of a model file written by
-    ``TaskModel.save``, or, with ``train:``, an architecture name (``small_cnn``) trained on the
-    dataset's training split and cached by a hash of the settings and the data. ``weights`` is an
-    explicit checkpoint path for a pretrained name (otherwise ``$SIMLINK_WEIGHTS``,
-    ``~/.cache/simlink/weights`` and the torch hub cache are searched). The dataset must carry
-    labels. Adds ``accuracy`` (top-1; plus ``top5`` when there are more than 10 classes) to the
-    results table. Learned methods with a task term (``tosc_sr``, ``rtd``) train against it.
+    ``kind`` is ``classification`` (the default; the dataset must carry labels; adds ``accuracy``,
+    plus ``top5`` above 10 classes) or ``segmentation`` (masks; adds ``miou``, ``pixel_acc``,
+    ``class_acc``, the same ``*_vs_orig`` against the segmenter's view of the original, bootstrap
+    ``*_ci``, and the per-class table ``results_per_class.parquet``).
+
+    ``model`` is a pretrained name (``resnet20_cifar10``, ``espnet_camvid``), the path of a model file
+    written by ``TaskModel.save``, or, with ``train:``, an architecture name (classification:
+    ``small_cnn``; segmentation: ``espnet``) trained on the dataset's training split and cached by a
+    hash of the settings and the data. ``weights`` is an explicit checkpoint path for a pretrained
+    name (otherwise ``$SIMLINK_WEIGHTS``, ``~/.cache/simlink/weights`` and the torch hub cache are
+    searched). Learned methods with a task term (``tosc_sr``, ``rtd``) train against it.
     """
 
     kind: registered_name(TASK_KINDS) = Field(DEFAULT_TASK_KIND, description="a task kind (simlink.tasks.kinds)")
@@ -129,11 +179,17 @@ class TaskConfig(_Strict):
     @model_validator(mode="after")
     def _trainable(self) -> "TaskConfig":
         if self.train is not None:
-            if self.model not in TRAINABLE_ARCHITECTURES:
-                raise ValueError(f"model: {self.model!r} cannot be trained from a scenario; with 'train:' use one of "
-                                 f"{', '.join(TRAINABLE_ARCHITECTURES)}")
+            trainable = TASK_KINDS[self.kind].trainable
+            if self.model not in trainable:
+                raise ValueError(f"model: {self.model!r} cannot be trained from a scenario for a {self.kind} task; "
+                                 f"with 'train:' use one of {', '.join(trainable) or 'none'}")
             if self.weights is not None:
                 raise ValueError("weights: not used with 'train:' (the trained model is cached)")
+            allowed = ARCHITECTURE_OPTIONS.get(self.model, ())
+            unknown = [k for k in self.train.options if k not in allowed]
+            if unknown:
+                raise NestedError([(f"train.options.{k}", f"not an option of {self.model!r} "
+                                    f"(it takes {', '.join(allowed) or 'none'})") for k in unknown])
         return self
 
 
@@ -233,7 +289,21 @@ class Scenario(_Strict):
             raise ValueError(f"methods: {', '.join(dup)} appear more than once; give each entry a distinct 'label'")
         self._known_parts()
         self._train_split_size()
+        self._task_fits_dataset()
         return self
+
+    def _task_fits_dataset(self) -> None:
+        """The task kind's ground truth (labels, masks) is one the dataset declares it carries."""
+        if self.task is None:
+            return
+        spec = DATASETS[self.dataset.name]
+        needs = TASK_KINDS[self.task.kind].needs
+        have = {"labels": spec.has_labels, "masks": spec.has_masks}
+        missing = [f for f in needs if have.get(f) is False]
+        if missing:
+            what = {"labels": "class labels", "masks": "segmentation masks"}
+            raise NestedError([("task.kind", f"a {self.task.kind} task needs {what[missing[0]]}, which dataset "
+                                             f"{self.dataset.name!r} does not have")])
 
     def _train_split_size(self) -> None:
         """``task.train.n_images`` fits the training split when the dataset declares its split sizes."""

@@ -50,7 +50,7 @@ def test_task_errors(tmp_path, tiny_scenario_dict):
     with pytest.raises(ScenarioError, match="task.colour: unknown key"):
         parse_scenario(tiny_scenario_dict)
     del tiny_scenario_dict["task"]["colour"]
-    with pytest.raises(SimlinkError, match="task.model: 'resnet99' is neither one of resnet20_cifar10"):
+    with pytest.raises(SimlinkError, match="task.model: 'resnet99' is neither one of espnet_camvid, resnet20_cifar10"):
         run_scenario(parse_scenario(tiny_scenario_dict), tmp_path / "r", quiet=True)
     imgs = np.zeros((2, 8, 8, 3), np.uint8)
     with pytest.raises(SimlinkError, match="no class labels"):

@@ -209,6 +209,9 @@ def compute_mutual_information(
     ctx = training_context(scenario, dev, log, cache_root)
     fit_methods([m for _, m in methods], ctx)
     task = ctx.task
+    if task is not None and getattr(task, "kind", "classification") != "classification":
+        raise SimlinkError(f"task: simlink mi estimates I(Ŷ; Y) of a classifier; this scenario's task is "
+                           f"{task.kind}")
     if task is not None and labels is None:
         raise SimlinkError("task: the dataset has no class labels, so I(Ŷ; Y) cannot be estimated")
 

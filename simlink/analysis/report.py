@@ -20,7 +20,7 @@ from simlink.metrics.bd import BD_METHODS, bd_metric, bd_rate
 ERROR_FREE = "error-free"
 """``channel`` value of the rows computed from the error-free (``*_clean``) curves."""
 
-QUALITY_METRICS = ("psnr", "ssim", "ms_ssim", "accuracy", "top5")
+QUALITY_METRICS = ("psnr", "ssim", "ms_ssim", "accuracy", "top5", "miou", "pixel_acc", "class_acc", "miou_vs_orig")
 """Table columns that can be compared (higher is better), besides any ``X`` with an ``X_clean``."""
 
 COLUMNS = ["channel", "snr_db", "method", "anchor", "metric", "bd_rate", "bd_metric", "n_points", "n_anchor"]

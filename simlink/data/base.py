@@ -166,7 +166,7 @@ class ImageSet:
             detail = f"the images differ in size ({len(distinct)} distinct sizes, e.g. {eg}, width x height)"
         return ValueError(f"ImageSet{f' {self.name!r}' if self.name else ''}.{what}: {detail}; "
                           "use .shapes / .pixels for per-image sizes, or .shape_groups() for uniform subsets "
-                          "(or load with image_size to resize and centre-crop to one square size)")
+                          "(or load with image_size to resize and centre-crop to one size (an int or [H, W]))")
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

@@ -13,6 +13,7 @@ from simlink.data import synthetic
 from simlink.data.base import ImageSet
 from simlink.registry import Registry
 from simlink.data.loaders import camvid, cifar10, cityscapes, folder, npz, stl10
+from simlink.data.loaders.transforms import normalize_size
 
 
 @dataclass(frozen=True)
@@ -26,10 +27,12 @@ class DatasetSpec:
             ``npz`` reads ``<split>.npz``).
         has_labels: images carry class labels (``None``: depends on the files).
         has_masks: images carry segmentation masks (``None``: depends on the files).
-        loader: ``loader(split, n_images, image_size, root, seed, download) -> ImageSet``.
+        loader: ``loader(split, n_images, image_size, root, seed, download) -> ImageSet``;
+            ``image_size`` is ``None``, an int or an ``(H, W)`` tuple.
         downloadable: ``download=True`` can fetch it.
-        sizes: the ``image_size`` values the loader accepts (empty: any); checked when a
-            scenario is validated.
+        sizes: the ``image_size`` values the loader accepts (empty: any), each an int ``s``
+            (``s x s``) or ``(H, W)``; compared after normalising (``[s, s]`` matches ``s``), when
+            a scenario is validated and in :func:`load_dataset`.
         split_sizes: images per split for data of fixed size (embedded or generated); a scenario's
             ``n_images`` (and ``task.train.n_images``) above it is a validation error. Empty:
             unknown until the files are read.
@@ -44,7 +47,7 @@ class DatasetSpec:
     has_masks: bool | None
     loader: Callable[..., ImageSet]
     downloadable: bool = False
-    sizes: tuple[int, ...] = ()
+    sizes: tuple[int | tuple[int, int], ...] = ()
     split_sizes: Mapping[str, int] = field(default_factory=dict)
     options: tuple[str, ...] = ()
 
@@ -93,7 +96,29 @@ def _check_int(name: str, value, minimum: int, allow_none: bool = True) -> int |
     return int(value)
 
 
-def load_dataset(name: str, split: str = "test", n_images: int | None = None, image_size: int | None = None,
+def _check_size(name: str, value) -> int | tuple[int, int] | None:
+    """An ``image_size`` value as given when it is valid: ``None``, an int, or ``(H, W)`` for a pair
+    (see :func:`~simlink.data.loaders.transforms.normalize_size`); ``ValueError`` naming ``name`` otherwise."""
+    hw = normalize_size(value, name)
+    if hw is None or isinstance(value, numbers.Integral):
+        return None if hw is None else hw[0]
+    return hw
+
+
+def size_allowed(spec: DatasetSpec, image_size) -> bool:
+    """``image_size`` (``None``, an int or ``[H, W]``) is one of ``spec.sizes`` after normalising
+    both (``[s, s]`` is ``s``); always true when the spec declares no sizes or the size is ``None``."""
+    hw = normalize_size(image_size)
+    return not spec.sizes or hw is None or hw in {normalize_size(s) for s in spec.sizes}
+
+
+def _show_size(size) -> str:
+    """``48`` or ``[184, 240]``, for messages."""
+    return str(list(size)) if isinstance(size, tuple) else str(size)
+
+
+def load_dataset(name: str, split: str = "test", n_images: int | None = None,
+                 image_size: int | tuple[int, int] | list[int] | None = None,
                  root: str | Path | None = None, seed: int = 0, download: bool = False,
                  skip_unreadable: bool = False) -> ImageSet:
     """Load a registered dataset.
@@ -103,9 +128,11 @@ def load_dataset(name: str, split: str = "test", n_images: int | None = None, im
         split: one of the dataset's ``splits``.
         n_images: ``None`` for the whole split in its native order, else the first ``n_images``
             after a deterministic shuffle by ``seed`` (synthetic: the first ``n_images`` generated).
-        image_size: real data: resize the shorter side (bilinear; masks nearest) and centre-crop
-            to ``image_size x image_size``; ``None`` keeps the native size. Synthetic: the
-            generated side, 32 (default) or 64.
+        image_size: ``None`` (native size), an int ``s`` (``s x s``) or ``[H, W]`` / ``(H, W)``
+            (height, width). Real data: scale with the aspect ratio kept until the image covers
+            ``H x W`` (bilinear, antialiased when shrinking; masks nearest on the same geometry),
+            then centre-crop to exactly ``H x W``. Synthetic: squares only, the generated side,
+            32 (default) or 64 (``[s, s]`` is the same as ``s``).
         root: folder (or, for ``npz``, file) to look in first; see :mod:`simlink.data.loaders.locate`.
         seed: non-negative integer for the subset shuffle (synthetic: for generation).
         download: fetch the official archive into ``~/.cache/simlink/datasets/<name>`` when missing
@@ -115,8 +142,9 @@ def load_dataset(name: str, split: str = "test", n_images: int | None = None, im
 
     Returns:
         :class:`ImageSet`: ``uint8[N, H, W, 3]`` images, ``int64[N]`` labels or ``None``,
-        ``uint8[N, H, W]`` masks or ``None``. Exception: with ``image_size=None`` a dataset whose
-        images differ in size (``folder`` on Kodak or CLIC, a packed ``npz`` without masks, ...)
+        ``uint8[N, H, W]`` masks or ``None`` (``H, W`` from ``image_size`` when set;
+        ``meta["image_size"]`` records the request: an int as given, ``[H, W]`` for a pair).
+        Exception: with ``image_size=None`` a dataset whose images differ in size (``folder`` on Kodak or CLIC, a packed ``npz`` without masks, ...)
         gives a mixed-size set: ``images`` is a list of ``uint8[H_i, W_i, 3]`` (masks, if any, a
         list of ``uint8[H_i, W_i]``), ``uniform`` is ``False``, ``image_shape`` / ``num_pixels``
         raise and ``shapes`` / ``pixels`` / ``shape_groups()`` give the per-image sizes and uniform
@@ -134,10 +162,11 @@ def load_dataset(name: str, split: str = "test", n_images: int | None = None, im
     if spec.splits and split not in spec.splits:
         raise ValueError(f"dataset {name!r} has no split {split!r}; available: {', '.join(spec.splits)}")
     n_images = _check_int("n_images", n_images, 1)
-    image_size = _check_int("image_size", image_size, 1)
+    image_size = _check_size("image_size", image_size)
     seed = _check_int("seed", seed, 0, allow_none=False)
-    if spec.sizes and image_size is not None and image_size not in spec.sizes:
-        raise ValueError(f"dataset {name!r}: image_size {image_size} is not one of {', '.join(map(str, spec.sizes))}")
+    if not size_allowed(spec, image_size):
+        raise ValueError(f"dataset {name!r}: image_size {_show_size(image_size)} is not one of "
+                         f"{', '.join(map(_show_size, spec.sizes))}")
     options = {"skip_unreadable": True} if skip_unreadable else {}
     for key in options:
         if key not in spec.options:

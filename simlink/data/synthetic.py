@@ -48,6 +48,7 @@ import math
 import numpy as np
 
 from simlink.data.base import ImageSet
+from simlink.data.loaders.transforms import normalize_size, size_record
 
 SHAPE_CLASSES: tuple[str, ...] = ("disc", "square", "triangle", "ring", "cross", "star", "stripes", "checker")
 CLASSES: tuple[str, ...] = ("background",) + SHAPE_CLASSES
@@ -97,25 +98,56 @@ def generate(n: int, size: int = DEFAULT_SIZE, seed: int = 0, split: str = "test
     return images, labels, masks
 
 
-def load_synthetic(split: str = "test", n_images: int | None = None, image_size: int | None = None,
+def square_side(image_size) -> int:
+    """The generated side for a requested ``image_size``.
+
+    Args:
+        image_size: ``None`` (``DEFAULT_SIZE``), an int ``s`` or ``[s, s]`` / ``(s, s)`` with ``s``
+            one of ``ALLOWED_SIZES`` (synthetic images are squares).
+
+    Returns:
+        ``s`` as an int.
+
+    Raises:
+        ValueError: an invalid size, a non-square ``[H, W]`` or a side not in ``ALLOWED_SIZES``
+            (the allowed sizes are named).
+    """
+    hw = normalize_size(image_size)
+    if hw is None:
+        return DEFAULT_SIZE
+    if hw[0] != hw[1] or hw[0] not in ALLOWED_SIZES:
+        shown = list(image_size) if isinstance(image_size, tuple) else image_size
+        raise ValueError(f"synthetic image_size must be one of {list(ALLOWED_SIZES)} (squares only; "
+                         f"[s, s] is the same as s), got {shown}")
+    return hw[0]
+
+
+def load_synthetic(split: str = "test", n_images: int | None = None,
+                   image_size: int | tuple[int, int] | None = None,
                    root=None, seed: int = 0, download: bool = False) -> ImageSet:
     """Registry loader for ``synthetic`` (``root`` and ``download`` are ignored: nothing to read).
 
     ``n_images`` defaults to the split's size in ``SPLIT_SIZES`` and may not exceed it;
-    ``image_size`` defaults to 32. Scenes are independent and the main-object classes come in
+    ``image_size`` defaults to 32 and is an int or ``[s, s]`` (squares only, see
+    :func:`square_side`). Scenes are independent and the main-object classes come in
     shuffled blocks of ``len(SHAPE_CLASSES)``, so the first ``n`` images are a class-balanced
     sample (counts differ by at most one).
+
+    Returns:
+        :class:`ImageSet`: ``uint8[n, s, s, 3]`` images, ``int64[n]`` labels, ``uint8[n, s, s]``
+        masks; ``meta["image_size"]`` is ``s`` for an int (or ``None``) request, ``[s, s]`` for a pair.
     """
     available = SPLIT_SIZES[split]
     n = available if n_images is None else int(n_images)
     if n < 0 or n > available:
         raise ValueError(f"synthetic/{split}: n_images={n_images} but the split has {available} images")
-    size = DEFAULT_SIZE if image_size is None else int(image_size)
+    size = square_side(image_size)
     images, labels, masks = generate(n, size=size, seed=seed, split=split)
     return ImageSet(
         images=images, labels=labels, masks=masks, classes=list(CLASSES), name="synthetic", split=split,
         ignore_index=None,
-        meta={"seed": seed, "image_size": size, "n_available": available, "shape_classes": list(SHAPE_CLASSES),
+        meta={"seed": seed, "image_size": size if image_size is None else size_record(image_size),
+              "n_available": available, "shape_classes": list(SHAPE_CLASSES),
               "label_convention": "labels and masks index classes; classes[0] = background"},
     )
 

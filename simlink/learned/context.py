@@ -65,6 +65,9 @@ class TrainingContext:
         no labels."""
         if self.task is None:
             raise SimlinkError(f"{who}: needs the scenario's task model (add a 'task:' entry)")
+        if getattr(self.task, "kind", "classification") != "classification":
+            raise SimlinkError(f"{who}: needs a classifier as the task model, the scenario's is a "
+                               f"{self.task.kind} model (use frozen_segmenter)")
         s = self.train_images(split, n_images)
         if s.labels is None:
             raise SimlinkError(f"{who}: training set {s.name}/{split} has no class labels")
@@ -73,12 +76,25 @@ class TrainingContext:
             p.requires_grad_(False)
         return net
 
-    def data_identity(self, split: str = "train", n_images: int | None = None) -> dict:
+    def frozen_segmenter(self, who: str):
+        """The scenario's segmenter as a frozen, differentiable softmax module on :attr:`device`
+        (:class:`~simlink.tasks.segmenter.SoftmaxSegmenter`: RGB in [0, 1] -> class probabilities),
+        for training losses that imitate or use it (GOS-VAE, RL-ASC). Raises
+        :class:`SimlinkError` naming ``who`` when the scenario has no segmentation task model."""
+        if self.task is None or getattr(self.task, "kind", None) != "segmentation":
+            raise SimlinkError(f"{who}: needs a segmentation task model (task: {{kind: segmentation, model: ...}})")
+        return self.task.softmax_module().to(self.device)
+
+    def data_identity(self, split: str = "train", n_images: int | None = None, masks: bool = False) -> dict:
         """What identifies the training data in a cache key: names plus a hash of the pixels and
-        labels (hashed once per split, however many models ask)."""
-        key = ("identity", split, n_images)
+        labels, and of the masks with ``masks=True`` (what a segmenter trains on); hashed once per
+        split, however many models ask."""
+        key = ("identity", split, n_images, masks)
         if key not in self._sets:
             s = self.train_images(split, n_images)
-            self._sets[key] = {"dataset": s.name, "split": split, "n_images": len(s), "shape": list(s.image_shape),
-                               "fingerprint": array_fingerprint(s.images, s.labels)}
+            ident = {"dataset": s.name, "split": split, "n_images": len(s), "shape": list(s.image_shape),
+                     "fingerprint": array_fingerprint(s.images, s.labels)}
+            if masks:
+                ident["masks"] = array_fingerprint(s.masks) if s.masks is not None else None
+            self._sets[key] = ident
         return dict(self._sets[key])

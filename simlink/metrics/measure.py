@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from simlink.errors import SimlinkError
 from simlink.metrics.image import ms_ssim, psnr, ssim
 
 #: Per-image quality metrics, ``f(originals uint8[N, H, W, 3], reconstructions) -> float[N]``.
@@ -38,14 +39,20 @@ class Measure:
 
     Calling ``measure(recon, idx, outputs)`` with ``recon uint8[len(idx), H, W, 3]``
     reconstructions of the images at ``idx`` (all images if ``None``) and the reception's named
-    ``outputs`` (sliced to ``idx``) returns ``{name: float64[len(idx)]}``: every image metric, and
+    ``outputs`` (sliced to ``idx``) returns ``{name: float64[len(idx), ...]}``: every image metric, and
     the task kind's columns — from a head output if present (then the task model's score on
     the reconstruction is ``recon_<column>``), else from the task model. Without a task model, a
     head output of any registered kind is scored by that kind. Outputs no registered kind scores
-    (e.g. ``seg_logits`` before the segmentation kind exists) are ignored. No images: ``{}``.
+    are ignored. No images: ``{}``. Most values are ``float64[len(idx)]``; a kind's *aggregates*
+    (segmentation: one confusion matrix per image) have more axes and become cell columns through
+    :meth:`cell_columns`.
+
+    What a kind compares against is prepared once here (segmentation: the task model's prediction
+    on every original, for ``miou_vs_orig``), not per cell.
 
     Raises:
-        SimlinkError: a task model (or a head) needs targets the data does not carry.
+        SimlinkError: a task model (or a head) needs targets the data does not carry, or does not
+            fit it (a segmenter of other classes).
     """
 
     def __init__(self, data, labels: np.ndarray | None = None, task=None, kind: str | None = None,
@@ -59,11 +66,33 @@ class Measure:
             data = ImageSet(images=np.asarray(data), labels=labels)
         self.data, self.task, self.device = data, task, device
         self.kind = TASK_KINDS[kind]()
-        if task is not None:
-            self.kind.targets(data)  # a task model needs targets: say so now, not at the first cell
+        model_kind = getattr(task, "kind", None)
+        if task is not None and model_kind is not None and model_kind != kind:
+            raise SimlinkError(f"task.model: a {model_kind} model cannot serve a task of kind {kind!r}")
+        self._kinds = {kind: self.kind}
+        self._targets: dict = {}
+        if task is not None:  # a task model needs targets: say so now, not at the first cell
+            self.kind.targets(data)
+            self.kind.bind(data, task)
+            self._targets[kind] = self.kind.prepare_targets(task, data, device)
+
+    def _kind(self, kind_cls):
+        """The bound instance of ``kind_cls`` and its targets for all images (prepared on first use)."""
+        name = kind_cls.name
+        if name not in self._kinds:
+            self._kinds[name] = kind_cls()
+        kind = self._kinds[name]
+        if name not in self._targets:
+            who = "task" if self.task is not None and kind is self.kind else f"the receiver's {kind.head_output}"
+            kind.targets(self.data, who=who)
+            kind.bind(self.data, self.task if kind is self.kind else None)
+            self._targets[name] = kind.prepare_targets(self.task if kind is self.kind else None, self.data,
+                                                       self.device)
+        return kind, self._targets[name]
 
     def concealed(self, base: dict[str, np.ndarray], outputs, n: int) -> dict[str, np.ndarray]:
-        """Metrics of concealed images for a method whose receptions carry the named ``outputs``.
+        """Metrics of concealed images (all ``n`` sent images) for a method whose receptions carry
+        the named ``outputs``.
 
         ``base`` is this measure of the concealment image itself (no outputs: the task model's
         scores). For each task kind whose head output the method has, the concealment image is
@@ -75,11 +104,11 @@ class Measure:
         out = dict(base)
         for kind_cls in TASK_KINDS.values():
             if kind_cls.head_output and kind_cls.head_output in outputs:
-                kind = kind_cls()
+                kind, targets = self._kind(kind_cls)
                 for c in kind.columns:
                     if c.startswith("recon_") and c[len("recon_"):] in base:
                         out[c] = base[c[len("recon_"):]]
-                out.update(kind.lost_scores(kind.columns, n))
+                out.update(kind.lost_scores(kind.columns, targets, n))
         return out
 
     def originals_at(self, idx: np.ndarray | None) -> np.ndarray:
@@ -101,15 +130,35 @@ class Measure:
             return {}
         out = image_metrics(self.originals_at(idx), recon)
         outputs = outputs or {}
-        kind = self.kind
+        kind_cls = type(self.kind)
         if self.task is None:  # no task model: only a head can be scored, by the kind it belongs to
-            head_kind = kind_for_output(outputs)
-            if head_kind is None:
+            kind_cls = kind_for_output(outputs)
+            if kind_cls is None:
                 return out
-            kind = head_kind()
+        kind, targets = self._kind(kind_cls)
         head = outputs.get(kind.head_output)
-        targets = kind.targets(self.data, who="task" if self.task is not None else f"the receiver's {kind.head_output}")
         if idx is not None:
             targets = kind.take(targets, np.asarray(idx, dtype=np.int64))
-        out.update(kind.measure(self.task, recon, targets, head, self.device))
+        out.update(kind.measure(self.task if kind is self.kind else None, recon, targets, head, self.device))
         return out
+
+    def cell_columns(self, metrics: dict[str, np.ndarray], seed: int | None) -> dict[str, float]:
+        """The columns the task kinds make of their aggregates among ``metrics`` (a whole cell);
+        ``seed`` seeds bootstrap CIs (``None``: point estimates only, e.g. the ``*_clean`` columns)."""
+        out: dict[str, float] = {}
+        for kind in self._kinds.values():
+            out.update(kind.cell_columns(metrics, seed))
+        return out
+
+    def per_class_rows(self, metrics: dict[str, np.ndarray], clean: dict[str, np.ndarray]) -> list[dict]:
+        """The per-class table's rows of one cell (segmentation: one per class), ``[]`` if none."""
+        rows: list[dict] = []
+        for kind in self._kinds.values():
+            rows.extend(kind.per_class_rows(metrics, clean))
+        return rows
+
+
+def is_aggregate(values) -> bool:
+    """True for a per-image aggregate (``float64[N, ...]`` with more than one axis), which
+    :meth:`Measure.cell_columns` turns into columns instead of a mean."""
+    return np.ndim(values) > 1

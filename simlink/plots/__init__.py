@@ -7,6 +7,8 @@
   points (:mod:`simlink.plots.style`), and a compact legend with one entry per method naming the
   range of its operating points (``jpeg: q=15…85 (3 ops, 0.91–2.63 bpp)``);
 * ``accuracy_vs_snr``, ``accuracy_vs_bpp`` (``top5_vs_snr``) — when the scenario has a task model;
+  ``miou_vs_snr``, ``miou_vs_bpp`` (one panel per SNR) and ``miou_vs_orig_vs_snr`` for a
+  segmentation task (error bars: the bootstrap half-widths ``miou_ci``);
 * ``psnr_vs_bpp`` — rate–distortion: PSNR vs bpp, one row of panels per channel, one panel per
   selected SNR plus the error-free curve, one line per method. The solid line joins only the
   points where no image was lost (``lost_frac == 0``); points with losses are hollow markers,
@@ -91,6 +93,9 @@ METRIC_LABELS = {
     "ms_ssim": "MS-SSIM",
     "accuracy": "task accuracy (top-1)",
     "top5": "task accuracy (top-5)",
+    "miou": "mIoU (receiver's segmenter)",
+    "pixel_acc": "pixel accuracy (receiver's segmenter)",
+    "miou_vs_orig": "mIoU vs segmentation of the original",
     "bler": "BLER (code blocks)",
     "lost_frac": "lost images (fraction)",
 }
@@ -175,7 +180,7 @@ def _panels(n: int, ncols: int | None = None, size=(4.2, 3.2)):
 CI_LEVEL = 0.95
 """Confidence level of every interval drawn (the table's ``*_ci`` are 95 % half-widths)."""
 
-PROPORTIONS = ("accuracy", "top5", "lost_frac")
+PROPORTIONS = ("accuracy", "top5", "miou", "pixel_acc", "class_acc", "miou_vs_orig", "lost_frac")
 """Metrics that are fractions: their intervals are clipped to [0, 1]."""
 
 ZERO_ERROR_MARKER = "v"
@@ -596,12 +601,12 @@ def make_plots(df: pd.DataFrame, out_dir: str | Path, error_bars: bool = True, l
     if df.empty:
         raise ValueError("the results table is empty: nothing to plot")
     paths: list[Path] = []
-    for metric in ("psnr", "ssim", "ms_ssim", "accuracy", "top5"):
+    for metric in ("psnr", "ssim", "ms_ssim", "accuracy", "top5", "miou", "miou_vs_orig"):
         if metric in df:
             paths += plot_quality_vs_snr(df, metric, out_dir, error_bars=error_bars)
     digital = _digital(df)
     if not digital.empty:  # bits, blocks and capacity bounds concern digital methods only
-        for metric in ("psnr", "accuracy"):
+        for metric in ("psnr", "accuracy", "miou"):
             if metric in digital:
                 paths += plot_quality_vs_bpp(digital, metric, out_dir, error_bars=error_bars, log_rate=log_rate)
         paths += plot_bler_vs_snr(digital, out_dir, error_bars=error_bars)

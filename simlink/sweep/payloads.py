@@ -157,7 +157,7 @@ def encode_source(method: Method, op: OperatingPoint, data, base_seed: int, path
         with sw("metrics"):
             metrics = measure(rec.images, index, rec.outputs)
         for k, v in metrics.items():
-            clean.setdefault(k, np.full(n, np.nan))[index] = v
+            clean.setdefault(k, per_image_array(n, v))[index] = v
         outputs |= set(rec.outputs)
         groups.append(g)
         payloads.append(payload)
@@ -201,7 +201,7 @@ def decode_and_measure(src: SourceSide, measure, idx: np.ndarray,
     out: dict[str, np.ndarray] = {}
     for where, metrics in parts:
         for k, v in metrics.items():
-            out.setdefault(k, np.full(int(ok.sum()), np.nan))[rank[where]] = v
+            out.setdefault(k, per_image_array(int(ok.sum()), v))[rank[where]] = v
     return out, ok
 
 
@@ -210,8 +210,15 @@ def conceal_metrics(data, measure) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for index, subset in data.shape_groups():
         for k, v in measure(concealment_images(len(index), subset.image_shape), index).items():
-            out.setdefault(k, np.full(len(data), np.nan))[index] = v
+            out.setdefault(k, per_image_array(len(data), v))[index] = v
     return out
+
+
+def per_image_array(n: int, like) -> np.ndarray:
+    """``float64[n, ...]`` of NaN shaped like ``like``'s per-image values (``like`` is
+    ``float[k]`` for a per-image metric, ``float[k, ...]`` for a per-image aggregate such as a
+    confusion matrix)."""
+    return np.full((n, *np.shape(like)[1:]), np.nan)
 
 
 def rate_ci(k: int, n: int) -> tuple[float, float]:

@@ -21,7 +21,7 @@ def training_context(scenario: Scenario, device: str, log: Callable[[str], None]
         from simlink.tasks import load_task_model
 
         t = scenario.task
-        ctx.task = load_task_model(t.model, t.weights, train=t.train, ctx=ctx)
+        ctx.task = load_task_model(t.model, t.weights, train=t.train, ctx=ctx, kind=t.kind)
     return ctx
 
 

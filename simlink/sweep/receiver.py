@@ -47,7 +47,8 @@ class Outcome:
     """Per-image result of one cell.
 
     Attributes:
-        metrics: ``{name: float64[N]}`` quality of what the receiver shows.
+        metrics: ``{name: float64[N]}`` quality of what the receiver shows (``float64[N, ...]``
+            for a task kind's per-image aggregates, e.g. segmentation confusion matrices).
         lost: ``bool[N]`` the image had at least one failed code block (in any part).
         concealed: ``bool[N]`` the receiver showed the concealment image.
         decoded_again: number of images the source decoder had to run on for this cell.
@@ -127,7 +128,8 @@ def apply_error_policy(
         concealed = np.zeros(n, dtype=bool)
         to_decode = changed | lost
 
-    metrics = {k: np.where(concealed, conceal_metrics[k], clean_metrics[k]) for k in clean_metrics}
+    metrics = {k: np.where(_per_row(concealed, clean_metrics[k]), conceal_metrics[k], clean_metrics[k])
+               for k in clean_metrics}
     idx = np.flatnonzero(to_decode)
     if idx.size:
         fresh, ok = redecode(idx)
@@ -141,3 +143,9 @@ def apply_error_policy(
         for k in metrics:
             metrics[k][bad] = conceal_metrics[k][bad]
     return Outcome(metrics=metrics, lost=lost, concealed=concealed, decoded_again=int(idx.size))
+
+
+def _per_row(mask: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``mask bool[N]`` shaped to broadcast over ``values float[N, ...]`` (per-image metrics have
+    one axis, per-image aggregates such as confusion matrices more)."""
+    return np.reshape(mask, (-1,) + (1,) * (np.ndim(values) - 1))

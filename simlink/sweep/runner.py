@@ -60,6 +60,8 @@ FLUSH_EVERY_S = 5.0
 #: Column order of the results table (a payload path's extra columns go after these).
 COLUMNS = ["scenario", "method", "method_name", "method_hash", "op", "op_params", "payload", "bpp", "cpp", "channel",
            "snr_db", "ebno_db", "repeat", "modulation", "code_k", "code_n", "code_rate", "error_policy"]
+#: The main row's columns repeated in every row of the per-class table (``results_per_class.parquet``).
+PER_CLASS_KEYS = ["scenario", "method", "method_hash", "op", "bpp", "channel", "snr_db", "repeat"]
 TAIL_COLUMNS = ["bler", "bler_ci", "ber", "lost_frac", "lost_frac_ci", "concealed_frac", "target_met_frac",
                 "n_images", "n_blocks", "n_block_errors"]
 
@@ -203,9 +205,13 @@ def legacy_method_hash(method: Method) -> str:
 
 
 def summarise(scenario: Scenario, cell: Cell, src: SourceSide, path: PayloadPath, rx, outcome: Outcome,
-              mhash: str) -> dict:
+              mhash: str, measure=None) -> dict:
     """One tidy row from a cell's per-image outcome: means over images with 95 % half-widths of
-    every metric, the error-free means (``*_clean``), the payload path's link columns, losses."""
+    every metric, the error-free means (``*_clean``), the payload path's link columns, losses.
+    Per-image aggregates (segmentation confusion matrices) become the columns of their task kind
+    (``measure.cell_columns``: ``miou``, ``miou_ci`` by a bootstrap seeded from the cell ...)."""
+    from simlink.metrics.measure import is_aggregate
+
     n = len(outcome.lost)
     row = {
         "scenario": scenario.name,
@@ -222,9 +228,15 @@ def summarise(scenario: Scenario, cell: Cell, src: SourceSide, path: PayloadPath
         **path.row_fields(src, rx, outcome, float(cell.snr_db)),
     }
     for name, values in outcome.metrics.items():
-        row[name], row[f"{name}_ci"] = mean_ci(values)
+        if not is_aggregate(values):
+            row[name], row[f"{name}_ci"] = mean_ci(values)
+    if measure is not None:
+        row.update(measure.cell_columns(outcome.metrics, cell_seed(scenario.seed, cell)))
     for name, values in src.clean.items():
-        row[f"{name}_clean"] = float(np.mean(values))
+        if not is_aggregate(values):
+            row[f"{name}_clean"] = float(np.mean(values))
+    if measure is not None:
+        row.update({f"{k}_clean": v for k, v in measure.cell_columns(src.clean, None).items()})
     row["lost_frac"], row["lost_frac_ci"] = rate_ci(int(outcome.lost.sum()), n)
     row["concealed_frac"] = float(outcome.concealed.mean())
     met = [m for m in src.meta.get("target_met") or [] if m is not None]
@@ -395,9 +407,11 @@ def execute(p: Plan, *, log: Callable[[str], None], quiet: bool, sw: Stopwatch,
                         rx = path.transmit(src, channel_by_label[cell.channel], cell.snr_db, cell_seed(sc.seed, cell))
                     with sw("receiver"):
                         outcome = path.outcome(src, rx, measure, conceal)
-                    row = summarise(sc, cell, src, path, rx, outcome, p.method_hashes[mname])
+                    row = summarise(sc, cell, src, path, rx, outcome, p.method_hashes[mname], measure)
+                    classes = [{**{k: row[k] for k in PER_CLASS_KEYS}, **r}
+                               for r in measure.per_class_rows(outcome.metrics, src.clean)]
                     row["wall_s"] = round(time.perf_counter() - t_cell, 4)  # the cell's own link + receiver time
-                    store.add(row)
+                    store.add(row, classes)
                     n_computed += 1
                     progress.advance()
                     if time.perf_counter() - last_flush > FLUSH_EVERY_S:

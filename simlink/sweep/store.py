@@ -3,6 +3,8 @@
 Files in the output folder:
 
 * ``results.parquet`` and ``results.csv`` — one row per cell (see README, "Results schema");
+* ``results_per_class.parquet`` and ``.csv`` — for segmentation tasks, one row per cell and class
+  (per-class IoU), keyed like the main table;
 * ``manifest.json`` — scenario, seed, versions, git revision, device, timings.
 
 Every write goes to a temporary file in the same folder followed by :func:`os.replace`, so a
@@ -47,6 +49,7 @@ class ResultStore:
         self.context_hash = context_hash
         self.legacy_hashes = tuple(legacy_hashes)
         self._rows: dict[tuple, dict[str, Any]] = {}
+        self._class_rows: dict[tuple, list[dict[str, Any]]] = {}
         self._order: list[tuple] | None = None
         if not overwrite and self.table_path.exists():
             self._resume()
@@ -60,6 +63,10 @@ class ResultStore:
         return self.out_dir / "results.csv"
 
     @property
+    def per_class_path(self) -> Path:
+        return self.out_dir / "results_per_class.parquet"
+
+    @property
     def manifest_path(self) -> Path:
         return self.out_dir / "manifest.json"
 
@@ -69,6 +76,11 @@ class ResultStore:
         df = pd.read_parquet(self.table_path)
         for row in df.to_dict("records"):
             self._rows[self.key_of(row)] = row
+        if self.per_class_path.exists():  # written before the main table: keep the rows of its cells
+            for row in pd.read_parquet(self.per_class_path).to_dict("records"):
+                key = self.key_of(row)
+                if key in self._rows:
+                    self._class_rows.setdefault(key, []).append(row)
 
     @staticmethod
     def key_of(row: dict) -> tuple:
@@ -101,13 +113,26 @@ class ResultStore:
         """Table row order (the grid's order); rows not in it go last, in insertion order."""
         self._order = list(keys)
 
-    def add(self, row: dict[str, Any]) -> None:
-        self._rows[self.key_of(row)] = row
+    def add(self, row: dict[str, Any], per_class: list[dict[str, Any]] | None = None) -> None:
+        """Add (or replace) a cell's row and its per-class rows (each carrying the cell's key columns)."""
+        key = self.key_of(row)
+        self._rows[key] = row
+        if per_class:
+            self._class_rows[key] = list(per_class)
+        else:
+            self._class_rows.pop(key, None)
 
     def frame(self) -> pd.DataFrame:
         """The table in grid order: method, operating point, channel as in the scenario, then
         SNR and repeat ascending. Rows of the same context from earlier runs that the current
         grid no longer names are kept (nothing computed is dropped), sorted into place."""
+        return pd.DataFrame([self._rows[k] for k in self._sorted_keys()])
+
+    def frame_per_class(self) -> pd.DataFrame:
+        """The per-class table (cells in :meth:`frame`'s order, classes by id); empty if none."""
+        return pd.DataFrame([r for k in self._sorted_keys() for r in self._class_rows.get(k, [])])
+
+    def _sorted_keys(self) -> list[tuple]:
         keys = list(self._rows)
         if self._order is not None:
             rank: dict = {}
@@ -118,23 +143,32 @@ class ResultStore:
             big = len(rank)
             keys.sort(key=lambda k: (rank.get(("m", k[0]), big), rank.get(("o", k[0], k[1]), big),
                                      rank.get(("c", k[2]), big), k[3], k[4]))
-        return pd.DataFrame([self._rows[k] for k in keys])
+        return keys
 
     def flush(self) -> None:
-        """Write parquet and CSV atomically (parquet last: it is what a resume reads)."""
+        """Write parquet and CSV atomically: the per-class table first, the main parquet last (it is
+        what a resume reads, and a resume keeps only per-class rows of cells it holds)."""
         df = self.frame()
         if df.empty:
             return
-        atomic_write_text(self.csv_path, df.to_csv(index=False))
-        import io
-
-        buf = io.BytesIO()
-        df.to_parquet(buf, index=False)
-        atomic_write_bytes(self.table_path, buf.getvalue())
+        per_class = self.frame_per_class()
+        if not per_class.empty:
+            _write_table(per_class, self.per_class_path)
+        _write_table(df, self.table_path)
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         manifest = {**manifest, "context_hash": self.context_hash}
         atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True, default=str))
+
+
+def _write_table(df: pd.DataFrame, parquet: Path) -> None:
+    """``df`` to ``parquet`` and to the CSV beside it (same stem), each atomically, CSV first."""
+    import io
+
+    atomic_write_text(parquet.with_suffix(".csv"), df.to_csv(index=False))
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    atomic_write_bytes(parquet, buf.getvalue())
 
 
 def prepare_out_dir(out_dir: Path) -> None:

@@ -43,7 +43,7 @@ __all__ = [
 #: architectures of other modules (``resnet20``) register on first look-up or registration
 #: (``simlink.tasks.resnet_cifar`` imports only names defined above ``small_cnn_net`` from here).
 ARCHITECTURES: Registry[Callable[..., nn.Module]] = Registry(
-    "task architecture", builtins=("simlink.tasks.resnet_cifar",))
+    "task architecture", builtins=("simlink.tasks.resnet_cifar", "simlink.tasks.espnet"))
 
 
 def register_architecture(name: str):
@@ -96,7 +96,18 @@ class TaskModel:
         arch_kwargs: keyword arguments that rebuild ``net`` via :func:`build_architecture`.
         classes: class names (index = class id).
         meta: free-form provenance (training settings, weights file ...).
+
+    Class attribute ``kind``: the task kind the model serves (``classification`` here,
+    ``segmentation`` for :class:`~simlink.tasks.segmenter.SegmentationModel`); a saved file
+    records it and :meth:`load` rebuilds the matching class.
     """
+
+    kind = "classification"
+    _by_kind: dict[str, type["TaskModel"]] = {}
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        TaskModel._by_kind[cls.kind] = cls
 
     def __init__(
         self,
@@ -170,8 +181,11 @@ class TaskModel:
 
     def config(self) -> dict:
         """Plain-data description that, with the state dict, rebuilds the model."""
-        return {"arch": self.arch, "arch_kwargs": dict(self.arch_kwargs), "classes": list(self.classes),
-                "meta": dict(self.meta)}
+        out = {"arch": self.arch, "arch_kwargs": dict(self.arch_kwargs), "classes": list(self.classes),
+               "meta": dict(self.meta)}
+        if self.kind != "classification":  # files of classifiers stay as they were
+            out["kind"] = self.kind
+        return out
 
     def save(self, path: str | os.PathLike) -> None:
         """Write ``{"config": ..., "state_dict": ...}`` with ``torch.save`` (tensors on CPU), atomically."""
@@ -195,14 +209,24 @@ class TaskModel:
 
     @classmethod
     def from_saved(cls, obj, path: str | os.PathLike = "<object>", device: str = "cpu") -> "TaskModel":
-        """Rebuild a model from what :meth:`save` wrote, already read (``path`` for messages)."""
+        """Rebuild a model from what :meth:`save` wrote, already read (``path`` for messages); the
+        class is the one of the recorded ``kind`` (a classifier when none is recorded)."""
         if not isinstance(obj, dict) or "config" not in obj or "state_dict" not in obj:
             raise SimlinkError(f"{path}: not a simlink task model (needs 'config' and 'state_dict')")
         cfg = obj["config"]
+        kind = cfg.get("kind", "classification")
+        if kind != "classification":
+            import simlink.tasks.segmenter  # noqa: F401 - registers SegmentationModel
+        if kind not in TaskModel._by_kind:
+            raise SimlinkError(f"{path}: task model of unknown kind {kind!r}")
+        cls = TaskModel._by_kind[kind]
         net = build_architecture(cfg["arch"], **cfg.get("arch_kwargs", {}))
         net.load_state_dict(obj["state_dict"])
         net.to(device).eval()
         return cls(net, cfg["arch"], cfg.get("arch_kwargs"), cfg.get("classes"), cfg.get("meta"))
+
+
+TaskModel._by_kind[TaskModel.kind] = TaskModel
 
 
 # ---------------------------------------------------------------------- small CNN

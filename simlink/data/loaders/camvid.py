@@ -19,7 +19,7 @@ import numpy as np
 from simlink.data.base import ImageSet
 from simlink.data.loaders.locate import Layout, locate
 from simlink.data.loaders.packed import load_packed
-from simlink.data.loaders.transforms import (decode_rgb, read_mask, resize_crop, select_indices,
+from simlink.data.loaders.transforms import (decode_rgb, read_mask, resize_crop, select_indices, size_record,
                                              stack)
 
 NAME = "camvid"
@@ -60,11 +60,16 @@ def list_pairs(image_dir: Path, annot_dir: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def load_camvid(split: str = "test", n_images: int | None = None, image_size: int | None = None,
+def load_camvid(split: str = "test", n_images: int | None = None, image_size: int | tuple[int, int] | None = None,
                 root: str | Path | None = None, seed: int = 0, download: bool = False) -> ImageSet:
-    """Load CamVid ``split``: ``uint8[n, 360, 480, 3]`` images and ``uint8[n, 360, 480]`` masks
-    (or ``image_size`` squares), ``ignore_index = 11``. Frames of other sizes mixed in without
-    ``image_size`` give a mixed-size :class:`ImageSet` (lists of per-image arrays)."""
+    """Load CamVid ``split``: ``uint8[n, 360, 480, 3]`` images and ``uint8[n, 360, 480]`` masks,
+    ``ignore_index = 11``.
+
+    ``image_size``: ``None`` (native), an int ``s`` or ``(H, W)``; images and masks are scaled
+    to cover ``H x W`` and centre-cropped to it (:func:`resize_crop`), giving
+    ``uint8[n, H, W, 3]`` and ``uint8[n, H, W]`` (e.g. ``(184, 240)``: scaled to 245x184, then
+    2 columns cropped on the left and 3 on the right). Frames of other sizes mixed in without ``image_size`` give a mixed-size
+    :class:`ImageSet` (lists of per-image arrays)."""
     folder, layout = locate(NAME, split, root, layouts(split), downloadable=False, download=download)
     if layout.name == "packed npz":
         out = load_packed(folder / f"{split}.npz", name=NAME, split=split, n_images=n_images,
@@ -90,4 +95,4 @@ def load_camvid(split: str = "test", n_images: int | None = None, image_size: in
     return ImageSet(images=images, masks=masks_arr, classes=list(CLASSES), name=NAME, split=split,
                     ignore_index=IGNORE_INDEX,
                     meta={"root": str(folder), "layout": layout.name, "n_available": len(pairs), "seed": seed,
-                          "image_size": image_size, "files": [pairs[i][0].name for i in idx]})
+                          "image_size": size_record(image_size), "files": [pairs[i][0].name for i in idx]})

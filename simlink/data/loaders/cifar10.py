@@ -19,7 +19,7 @@ import numpy as np
 from simlink.data.base import ImageSet
 from simlink.data.loaders.locate import Layout, locate
 from simlink.data.loaders.packed import load_packed
-from simlink.data.loaders.transforms import resize_crop_batch, select_indices
+from simlink.data.loaders.transforms import resize_crop_batch, select_indices, size_record
 
 NAME = "cifar10"
 SPLITS = ("train", "test")
@@ -77,9 +77,12 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
 
-def load_cifar10(split: str = "test", n_images: int | None = None, image_size: int | None = None,
+def load_cifar10(split: str = "test", n_images: int | None = None, image_size: int | tuple[int, int] | None = None,
                  root: str | Path | None = None, seed: int = 0, download: bool = False) -> ImageSet:
-    """Load CIFAR-10 ``split``: ``uint8[n, 32, 32, 3]`` (or ``image_size``), ``int64[n]`` labels 0..9."""
+    """Load CIFAR-10 ``split``: ``uint8[n, 32, 32, 3]`` images, ``int64[n]`` labels 0..9.
+
+    ``image_size``: ``None`` (native 32x32), an int ``s`` or ``(H, W)``: images scaled to cover
+    ``H x W`` and centre-cropped to it, ``uint8[n, H, W, 3]``."""
     folder, layout = locate(NAME, split, root, layouts(split), downloadable=True, download=download)
     if layout.name == "packed npz":
         return load_packed(folder / f"{split}.npz", name=NAME, split=split, n_images=n_images,
@@ -91,4 +94,4 @@ def load_cifar10(split: str = "test", n_images: int | None = None, image_size: i
     return ImageSet(images=resize_crop_batch(images[idx], image_size), labels=labels[idx], classes=list(CLASSES),
                     name=NAME, split=split,
                     meta={"root": str(folder), "layout": layout.name, "n_available": len(images),
-                          "seed": seed, "image_size": image_size})
+                          "seed": seed, "image_size": size_record(image_size)})

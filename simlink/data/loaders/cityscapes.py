@@ -15,7 +15,8 @@ import numpy as np
 
 from simlink.data.base import ImageSet
 from simlink.data.loaders.locate import Layout, locate
-from simlink.data.loaders.transforms import decode_rgb, read_mask, resize_crop, select_indices, stack
+from simlink.data.loaders.transforms import (decode_rgb, read_mask, resize_crop, select_indices, size_record,
+                                             stack)
 
 NAME = "cityscapes"
 SPLITS = ("train", "val", "test")
@@ -56,10 +57,12 @@ def list_pairs(folder: Path, split: str) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def load_cityscapes(split: str = "val", n_images: int | None = None, image_size: int | None = None,
+def load_cityscapes(split: str = "val", n_images: int | None = None, image_size: int | tuple[int, int] | None = None,
                     root: str | Path | None = None, seed: int = 0, download: bool = False) -> ImageSet:
-    """Load Cityscapes ``split``: ``uint8[n, 1024, 2048, 3]`` (or ``image_size``) and train-id masks
-    (frames of other sizes mixed in without ``image_size`` give a mixed-size :class:`ImageSet`)."""
+    """Load Cityscapes ``split``: ``uint8[n, 1024, 2048, 3]`` images and ``uint8[n, 1024, 2048]``
+    train-id masks, or ``H x W`` for ``image_size`` an int ``s`` (``s x s``) or ``(H, W)``
+    (scaled to cover, then centre-cropped; e.g. ``(512, 1024)`` keeps the full frame). Frames of
+    other sizes mixed in without ``image_size`` give a mixed-size :class:`ImageSet`."""
     folder, layout = locate(NAME, split, root, layouts(split), downloadable=False, download=download)
     pairs = list_pairs(folder, split)
     idx = select_indices(len(pairs), n_images, seed, f"{NAME}/{split}")
@@ -77,4 +80,4 @@ def load_cityscapes(split: str = "val", n_images: int | None = None, image_size:
     return ImageSet(images=images, masks=masks_arr, classes=list(CLASSES), name=NAME, split=split,
                     ignore_index=IGNORE_INDEX,
                     meta={"root": str(folder), "layout": layout.name, "n_available": len(pairs), "seed": seed,
-                          "image_size": image_size, "files": [pairs[i][0].name for i in idx]})
+                          "image_size": size_record(image_size), "files": [pairs[i][0].name for i in idx]})

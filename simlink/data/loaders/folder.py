@@ -5,8 +5,8 @@ sorted by file name, decoded to RGB. ``root`` is required; ``split`` is ignored 
 result). Images load at their native size when ``image_size`` is ``None``: one size gives the usual
 ``uint8[n, H, W, 3]`` array; different sizes (Kodak mixes 768x512 and 512x768) give a mixed-size
 :class:`~simlink.data.base.ImageSet` whose ``images`` is a list of ``uint8[H_i, W_i, 3]`` (see
-``ImageSet.shapes`` / ``shape_groups()``). With ``image_size`` every image is resized (shorter
-side) and centre-cropped to ``image_size x image_size``.
+``ImageSet.shapes`` / ``shape_groups()``). With ``image_size`` (an int ``s`` for ``s x s``, or
+``[H, W]``) every image is scaled to cover ``H x W`` (aspect ratio kept) and centre-cropped to it.
 
 A file that cannot be decoded (corrupt, truncated, not an image) is a one-line
 :class:`~simlink.data.base.DatasetError` naming it, raised while loading (before any sweep work).
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from simlink.data.base import DatasetError, ImageSet
-from simlink.data.loaders.transforms import decode_rgb, resize_crop, select_indices, stack
+from simlink.data.loaders.transforms import decode_rgb, resize_crop, select_indices, size_record, stack
 from simlink.errors import DatasetNotFoundError
 
 NAME = "folder"
@@ -36,7 +36,7 @@ def list_images(root: Path) -> list[Path]:
                   key=lambda p: p.name)
 
 
-def load_folder(split: str = "test", n_images: int | None = None, image_size: int | None = None,
+def load_folder(split: str = "test", n_images: int | None = None, image_size: int | tuple[int, int] | None = None,
                 root: str | Path | None = None, seed: int = 0, download: bool = False,
                 skip_unreadable: bool = False) -> ImageSet:
     """Load the images in ``root``; ``meta["files"]`` lists their names.
@@ -46,7 +46,7 @@ def load_folder(split: str = "test", n_images: int | None = None, image_size: in
 
     Returns:
         :class:`ImageSet` without labels or masks: ``images`` is ``uint8[n, H, W, 3]`` when every
-        chosen image has one size (always so with ``image_size``: ``H = W = image_size``), else
+        chosen image has one size (always so with ``image_size``: ``H x W`` as requested), else
         (``image_size=None``, mixed sizes) a list of ``uint8[H_i, W_i, 3]`` at native size.
 
     Raises:
@@ -93,7 +93,7 @@ def load_folder(split: str = "test", n_images: int | None = None, image_size: in
         imgs = [_decode(path, image_size) for path in chosen]
     images, _ = stack(imgs, None, f"folder {folder}", allow_mixed=True)
     meta = {"root": str(folder), "files": [p.name for p in chosen], "n_available": len(files) - len(skipped),
-            "seed": seed, "image_size": image_size}
+            "seed": seed, "image_size": size_record(image_size)}
     if skip_unreadable:
         meta["skipped"] = list(skipped)
     return ImageSet(images=images, name=NAME, split=split, meta=meta, skipped=skipped)
@@ -103,7 +103,7 @@ def _reason(exc: BaseException | None) -> str:
     return f"{type(exc).__name__}: {exc}" if exc is not None else "?"
 
 
-def _decode(path: Path, image_size: int | None) -> np.ndarray:
+def _decode(path: Path, image_size: int | tuple[int, int] | None) -> np.ndarray:
     """``path`` decoded to RGB (resized and cropped when ``image_size``); :class:`DatasetError`
     naming the file when Pillow cannot read it."""
     try:

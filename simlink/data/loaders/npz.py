@@ -17,9 +17,12 @@ from simlink.errors import DatasetNotFoundError
 NAME = "npz"
 
 
-def load_npz(split: str = "test", n_images: int | None = None, image_size: int | None = None,
+def load_npz(split: str = "test", n_images: int | None = None, image_size: int | tuple[int, int] | None = None,
              root: str | Path | None = None, seed: int = 0, download: bool = False) -> ImageSet:
-    """Load a packed ``.npz``; see the module docstring for how ``root`` and ``split`` pick the file."""
+    """Load a packed ``.npz``; see the module docstring for how ``root`` and ``split`` pick the file.
+
+    ``image_size``: ``None`` (native), an int ``s`` or ``(H, W)``, as in
+    :func:`~simlink.data.loaders.packed.load_packed`."""
     if root is not None and Path(root).expanduser().suffix == ".npz":
         path = Path(root).expanduser()
         if not path.is_file():

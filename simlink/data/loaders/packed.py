@@ -15,7 +15,8 @@ key            dtype / shape         meaning
 
 Only the images chosen by ``n_images`` are decoded. The encoded images may differ in size when the
 file has no ``masks``; with ``image_size=None`` they then load as a mixed-size ImageSet (a list of
-``uint8[H_i, W_i, 3]``).
+``uint8[H_i, W_i, 3]``). With ``image_size`` (an int or ``[H, W]``) every image and mask is
+scaled to cover ``H x W`` and centre-cropped to it.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from simlink.data.base import ImageSet
-from simlink.data.loaders.transforms import decode_rgb, resize_crop, select_indices, stack
+from simlink.data.loaders.transforms import decode_rgb, resize_crop, select_indices, size_record, stack
 
 
-def load_packed(path: Path, *, name: str, split: str, n_images: int | None, image_size: int | None,
+def load_packed(path: Path, *, name: str, split: str, n_images: int | None, image_size: int | tuple[int, int] | None,
                 seed: int, classes: list[str] | None = None, ignore_index: int | None = None,
                 meta: dict | None = None) -> ImageSet:
     """Load (a subset of) one packed ``.npz`` file.
@@ -37,7 +38,8 @@ def load_packed(path: Path, *, name: str, split: str, n_images: int | None, imag
         path: the ``.npz`` file.
         name, split: stored in the returned :class:`ImageSet`.
         n_images, seed: subset selection, see :func:`select_indices`.
-        image_size: resize + centre-crop side, or ``None`` for native size.
+        image_size: ``None`` for native size, an int ``s`` (``s x s``) or ``(H, W)``: each image
+            (and mask) is scaled to cover ``H x W`` and centre-cropped to it (:func:`resize_crop`).
         classes: class names used when the file has no ``classes`` key.
         ignore_index: void mask value used when the file has no ``ignore_index`` key.
         meta: extra provenance merged into ``ImageSet.meta``.
@@ -101,5 +103,5 @@ def load_packed(path: Path, *, name: str, split: str, n_images: int | None, imag
         split=split,
         ignore_index=ignore_index,
         meta={"file": str(path), "layout": "packed npz", "n_available": n_total, "seed": seed,
-              "image_size": image_size, **(meta or {})},
+              "image_size": size_record(image_size), **(meta or {})},
     )

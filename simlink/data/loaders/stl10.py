@@ -16,7 +16,7 @@ import numpy as np
 
 from simlink.data.base import ImageSet
 from simlink.data.loaders.locate import Layout, locate
-from simlink.data.loaders.transforms import resize_crop_batch, select_indices
+from simlink.data.loaders.transforms import resize_crop_batch, select_indices, size_record
 
 NAME = "stl10"
 SPLITS = ("train", "test", "unlabeled")
@@ -44,9 +44,13 @@ def read_class_names(folder: Path) -> list[str]:
     return list(CLASSES)
 
 
-def load_stl10(split: str = "test", n_images: int | None = None, image_size: int | None = None,
+def load_stl10(split: str = "test", n_images: int | None = None, image_size: int | tuple[int, int] | None = None,
                root: str | Path | None = None, seed: int = 0, download: bool = False) -> ImageSet:
-    """Load STL-10 ``split``: ``uint8[n, 96, 96, 3]`` (or ``image_size``), ``int64[n]`` labels 0..9."""
+    """Load STL-10 ``split``: ``uint8[n, 96, 96, 3]`` images, ``int64[n]`` labels 0..9 (``None`` for
+    ``unlabeled``).
+
+    ``image_size``: ``None`` (native 96x96), an int ``s`` or ``(H, W)``: images scaled to cover
+    ``H x W`` and centre-cropped to it, ``uint8[n, H, W, 3]``."""
     folder, layout = locate(NAME, split, root, layouts(split), downloadable=True, download=download)
     x_path = folder / layout.files[0]
     size = x_path.stat().st_size
@@ -70,5 +74,5 @@ def load_stl10(split: str = "test", n_images: int | None = None, image_size: int
         labels=None if labels is None else labels[idx],
         classes=read_class_names(folder), name=NAME, split=split,
         meta={"root": str(folder), "layout": layout.name, "n_available": n_total, "seed": seed,
-              "image_size": image_size},
+              "image_size": size_record(image_size)},
     )

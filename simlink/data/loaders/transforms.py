@@ -2,8 +2,11 @@
 
 * :func:`select_indices`: which images to load (deterministic, class-balanced shuffle by seed;
   first ``n``).
-* :func:`resize_crop`: shorter side to ``size`` (bilinear for images, nearest for masks),
-  then a centre crop to ``size x size``.
+* :func:`normalize_size`: an ``image_size`` value (``None``, an int ``s`` or ``[H, W]``) as
+  ``(H, W)`` or ``None``, with a clear error for anything else; :func:`size_record` is what
+  ``ImageSet.meta["image_size"]`` keeps.
+* :func:`resize_crop`: scale (aspect ratio kept) so the image covers ``H x W`` (bilinear for
+  images, nearest for masks), then a centre crop to exactly ``H x W``; an int ``s`` is ``s x s``.
 * :func:`stack`: list of per-image arrays to one batch; on mixed sizes either a clear error or
   (``allow_mixed=True``, what the loaders use) the per-image lists of a mixed-size ImageSet.
 """
@@ -11,6 +14,7 @@
 from __future__ import annotations
 
 import io
+import numbers
 
 import numpy as np
 from PIL import Image
@@ -56,47 +60,122 @@ def select_indices(n_total: int, n_images: int | None, seed: int, what: str,
     return perm[:n_images].astype(np.int64)
 
 
-def resize_crop(image: np.ndarray, mask: np.ndarray | None, size: int | None):
-    """Resize the shorter side to ``size`` and centre-crop to ``size x size``.
+def _is_int(value) -> bool:
+    """``value`` is an integer and not a boolean."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def normalize_size(size, what: str = "image_size") -> tuple[int, int] | None:
+    """An image size as ``(H, W)``.
 
     Args:
-        image: ``uint8[H, W, 3]`` RGB.
-        mask: ``uint8[H, W]`` class ids (same ``H, W``), or ``None``.
-        size: target side in pixels, or ``None`` to return the inputs unchanged.
+        size: ``None`` (native size), an int ``s >= 1`` (meaning ``(s, s)``), or a list / tuple
+            of exactly two ints ``[H, W]`` (height, width), each ``>= 1``. Booleans are refused.
+        what: the field name used in the error message.
 
     Returns:
-        ``(uint8[size, size, 3], uint8[size, size] or None)``. Images use bilinear (antialiased
-        when shrinking) resampling, masks nearest-neighbour, both on the same geometry.
+        ``(H, W)`` as a tuple of two Python ints, or ``None`` when ``size`` is ``None``.
+
+    Raises:
+        ValueError: anything else; the message names ``what``, the value and what is allowed.
     """
     if size is None:
+        return None
+    if _is_int(size) and size >= 1:
+        return int(size), int(size)
+    if isinstance(size, (list, tuple)) and len(size) == 2 and all(_is_int(v) and v >= 1 for v in size):
+        return int(size[0]), int(size[1])
+    shown = list(size) if isinstance(size, tuple) else size
+    raise ValueError(f"{what} must be None, an integer >= 1 (a square side) or [H, W] (two integers >= 1, "
+                     f"height then width), got {shown!r}")
+
+
+def size_record(size) -> int | list[int] | None:
+    """What ``ImageSet.meta["image_size"]`` records for a requested ``size``: an int as given
+    (so metadata of square requests is what it always was), ``[H, W]`` for a pair, or ``None``.
+
+    Raises:
+        ValueError: ``size`` is not a valid size (see :func:`normalize_size`).
+    """
+    hw = normalize_size(size)
+    if hw is None:
+        return None
+    return int(size) if _is_int(size) else list(hw)
+
+
+def cover_geometry(h: int, w: int, out_h: int, out_w: int) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
+    """Resize and crop geometry that maps an ``h x w`` image onto ``out_h x out_w``.
+
+    The image is scaled by ``max(out_h / h, out_w / w)`` (aspect ratio kept, the target is
+    covered), to ``(round(w * scale), round(h * scale))`` but never smaller than the target,
+    then centre-cropped (odd leftovers: one pixel more on the right / bottom).
+
+    Returns:
+        ``((new_w, new_h), (left, top, right, bottom))``: Pillow's resize size and crop box.
+    """
+    scale = max(out_h / h, out_w / w)
+    nw, nh = max(out_w, round(w * scale)), max(out_h, round(h * scale))
+    left, top = (nw - out_w) // 2, (nh - out_h) // 2
+    return (nw, nh), (left, top, left + out_w, top + out_h)
+
+
+def resize_crop(image: np.ndarray, mask: np.ndarray | None, size: int | tuple[int, int] | None):
+    """Scale an image (and its mask) to cover ``H x W`` and centre-crop to exactly ``H x W``.
+
+    Geometry: see :func:`cover_geometry` (scale ``max(H / h, W / w)``, aspect ratio kept).
+    Images are resampled with Pillow's BILINEAR filter, which is antialiased when shrinking (the
+    filter support widens with the scale factor, close to area averaging); masks with NEAREST on
+    the same geometry, so they hold only ids of the input and stay aligned with the image.
+
+    Args:
+        image: ``uint8[h, w, 3]`` RGB.
+        mask: ``uint8[h, w]`` class ids (same ``h, w``), or ``None``.
+        size: ``None`` to return the inputs unchanged, an int ``s`` (``s x s``), or ``(H, W)``
+            / ``[H, W]`` (height, width); see :func:`normalize_size`.
+
+    Returns:
+        ``(uint8[H, W, 3], uint8[H, W] or None)``; the inputs themselves when they already are
+        ``H x W``.
+
+    Raises:
+        ValueError: an invalid ``size``, or a mask whose shape is not the image's.
+    """
+    hw = normalize_size(size)
+    if hw is None:
         return image, mask
     h, w = image.shape[:2]
     if mask is not None and mask.shape != (h, w):
         raise ValueError(f"mask shape {list(mask.shape)} does not match image {[h, w]}")
-    if (h, w) == (size, size):
+    if (h, w) == hw:
         return image, mask
-    scale = size / min(h, w)
-    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    left, top = (nw - size) // 2, (nh - size) // 2
-    box = (left, top, left + size, top + size)
-    if (nw, nh) != (w, h):
-        out = Image.fromarray(image).resize((nw, nh), Image.Resampling.BILINEAR)
-    else:
-        out = Image.fromarray(image)
+    new_size, box = cover_geometry(h, w, *hw)
+    resize = new_size != (w, h)
+    out = Image.fromarray(image)
+    if resize:
+        out = out.resize(new_size, Image.Resampling.BILINEAR)
     image = np.asarray(out.crop(box), dtype=np.uint8)
     if mask is not None:
         m = Image.fromarray(mask)
-        if (nw, nh) != (w, h):
-            m = m.resize((nw, nh), Image.Resampling.NEAREST)
+        if resize:
+            m = m.resize(new_size, Image.Resampling.NEAREST)
         mask = np.asarray(m.crop(box), dtype=np.uint8)
     return image, mask
 
 
-def resize_crop_batch(images: np.ndarray, size: int | None) -> np.ndarray:
-    """:func:`resize_crop` over ``uint8[N, H, W, 3]``; returns the input itself when nothing changes."""
-    if size is None or images.shape[1:3] == (size, size):
+def resize_crop_batch(images: np.ndarray, size: int | tuple[int, int] | None) -> np.ndarray:
+    """:func:`resize_crop` over a batch.
+
+    Args:
+        images: ``uint8[N, h, w, 3]``.
+        size: ``None``, an int ``s`` or ``(H, W)``, as for :func:`resize_crop`.
+
+    Returns:
+        ``uint8[N, H, W, 3]`` (C-contiguous); the input itself (made contiguous) when nothing changes.
+    """
+    hw = normalize_size(size)
+    if hw is None or images.shape[1:3] == hw:
         return np.ascontiguousarray(images)
-    return np.stack([resize_crop(np.ascontiguousarray(im), None, size)[0] for im in images])
+    return np.stack([resize_crop(np.ascontiguousarray(im), None, hw)[0] for im in images])
 
 
 def stack(images: list[np.ndarray], masks: list[np.ndarray] | None, what: str, *, allow_mixed: bool = False):
@@ -137,7 +216,7 @@ def stack(images: list[np.ndarray], masks: list[np.ndarray] | None, what: str, *
         a, b = sorted(sizes)[:2]
         raise ValueError(
             f"{what}: images have different sizes (e.g. {a[1]}x{a[0]} and {b[1]}x{b[0]}); "
-            "set image_size to resize and centre-crop them to one square size"
+            "set image_size to resize and centre-crop them to one size (an int or [H, W])"
         )
     out = np.stack(images).astype(np.uint8, copy=False)
     return out, (None if masks is None else np.stack(masks).astype(np.uint8, copy=False))
