@@ -107,7 +107,7 @@ class DatasetConfig(_Strict):
 
     @model_validator(mode="after")
     def _known_split(self) -> "DatasetConfig":
-        from simlink.data.registry import size_allowed
+        from simlink.data.registry import show_size, size_allowed
 
         spec = DATASETS[self.name]
         splits = list(spec.splits)
@@ -115,7 +115,7 @@ class DatasetConfig(_Strict):
             raise ValueError(f"split {self.split!r} is not one of {', '.join(splits)} for dataset {self.name!r}")
         problems = []
         if not size_allowed(spec, self.image_size):
-            allowed = ", ".join(str(list(s)) if isinstance(s, tuple) else str(s) for s in spec.sizes)
+            allowed = ", ".join(map(show_size, spec.sizes))
             problems.append(("image_size", f"{self.image_size} is not one of {allowed} for dataset {self.name!r}"))
         available = spec.split_sizes.get(self.split)
         if available is not None and self.n_images > available:

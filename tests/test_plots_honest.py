@@ -398,7 +398,7 @@ def test_runner_passes_plot_options_to_make_plots(tmp_path, monkeypatch):
     monkeypatch.setattr(plots, "make_plots", lambda df, out, **kw: drawn.append(kw) or [])
     monkeypatch.setattr(runner, "models_used", lambda p: [])
     p = SimpleNamespace(store=SimpleNamespace(frame=lambda: TABLE, write_manifest=lambda m: None), out_dir=tmp_path,
-                        previous_runs=[], device="cpu")
+                        previous_runs=[], task_on_originals=None, device="cpu")
     for opts, expected in ((None, {}), ({"error_bars": False}, {"error_bars": False})):
         runner.finish(p, {}, "complete", 0, plots=True, sw=runner.Stopwatch(), started=datetime.now(timezone.utc),
                       t_start=time.perf_counter(), log=lambda s: None, plot_options=opts)

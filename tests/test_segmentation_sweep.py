@@ -1,7 +1,8 @@
-"""The segmentation task end to end: scenarios/segmentation_small.yaml trains an ESPNet on the
+"""The segmentation task end to end: scenarios/segmentation_small.yaml trains a U-Net on the
 synthetic masks (cached, through the one trainer), sweeps JPEG and WebP over the real link, and
 writes miou / pixel_acc / miou_vs_orig with CIs and the per-class table; the report gives BD-mIoU."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +37,6 @@ def _independent_miou(pred: np.ndarray, truth: np.ndarray, c: int) -> float:
     return float(np.mean(ious))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14 open: the from-scratch ESPNet recipe (4 epochs, p=1 q=2 on "
-                   "synthetic 32x32) still learns mostly background (mIoU 0.11 vs majority 0.10)")
 def test_trained_segmenter_beats_the_majority_class_by_a_clear_margin(run):
     from simlink.data import load_dataset
     from simlink.sweep.prepare import training_context
@@ -51,8 +50,8 @@ def test_trained_segmenter_beats_the_majority_class_by_a_clear_margin(run):
     miou = _independent_miou(pred, test.masks, c)
     miou_majority = _independent_miou(np.full_like(test.masks, majority), test.masks, c)
     acc, acc_majority = (pred == test.masks).mean(), (test.masks == majority).mean()
-    assert miou > miou_majority + 0.2, (miou, miou_majority)
-    assert acc > acc_majority + 0.1, (acc, acc_majority)
+    assert miou > miou_majority + 0.3, (miou, miou_majority)
+    assert acc > acc_majority + 0.05, (acc, acc_majority)
 
 
 def test_every_cell_has_segmentation_columns_with_cis(run):
@@ -79,7 +78,7 @@ def test_clean_miou_matches_an_independent_computation(run):
     from simlink.methods.base import ImageKeys
     from simlink.sweep.prepare import training_context
 
-    sc, _, df, cache = run
+    sc, out, df, cache = run
     ctx = training_context(sc, "cpu", lambda s: None, cache)
     d = sc.dataset
     data = load_dataset(d.name, split=d.split, n_images=d.n_images, image_size=d.image_size, seed=sc.seed)
@@ -94,6 +93,10 @@ def test_clean_miou_matches_an_independent_computation(run):
     assert row["pixel_acc_clean"] == pytest.approx((pred == data.masks).mean())
     orig = ctx.task.predict(data.images)
     assert row["miou_vs_orig_clean"] == pytest.approx(_independent_miou(pred, orig, len(data.classes)))
+    on_orig = json.loads((out / "manifest.json").read_text())["task_on_originals"]  # the receiver's ceiling
+    assert on_orig["miou"] == pytest.approx(_independent_miou(orig, data.masks, len(data.classes)))
+    assert on_orig["pixel_acc"] == pytest.approx((orig == data.masks).mean())
+    assert 0 < on_orig["miou_ci"] < 0.5 and not any("_vs_orig" in k for k in on_orig)
 
 
 def test_per_class_table_is_tidy_and_resumes(run):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -43,6 +45,24 @@ def test_accuracy_matches_the_task_model_run_directly(tmp_path, tiny_scenario_di
     np.testing.assert_allclose(df[df.snr_db == 0.0].accuracy, concealed)
     assert (tmp_path / "r" / "plots" / "accuracy_vs_snr.pdf").exists()
     assert (tmp_path / "r" / "plots" / "accuracy_vs_bpp.png").exists()
+    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert manifest["task_on_originals"] == {"accuracy": pytest.approx(model.accuracy(data.images, data.labels))}
+
+
+def test_on_originals_scores_each_size_against_its_own_labels(task_file):
+    """Images of two sizes are scored per shape group, each image against its own label."""
+    from simlink.data.base import ImageSet
+
+    _, model = task_file
+    data = load_dataset("synthetic", n_images=6, image_size=32, seed=3)
+    big = load_dataset("synthetic", n_images=6, image_size=64, seed=3)
+    images = [data.images[0], big.images[1], data.images[2], big.images[3], data.images[4], big.images[5]]
+    labels = np.array([data.labels[0], big.labels[1], data.labels[2], big.labels[3], data.labels[4], big.labels[5]])
+    mixed = ImageSet(images=images, labels=labels)
+    got = Measure(mixed, task=model).on_originals()
+    expected = np.mean([model.accuracy(im[None], lab[None]) for im, lab in zip(images, labels)])
+    assert got == {"accuracy": pytest.approx(expected)}
+    assert Measure(mixed).on_originals() == {}
 
 
 def test_task_errors(tmp_path, tiny_scenario_dict):

@@ -112,7 +112,7 @@ def size_allowed(spec: DatasetSpec, image_size) -> bool:
     return not spec.sizes or hw is None or hw in {normalize_size(s) for s in spec.sizes}
 
 
-def _show_size(size) -> str:
+def show_size(size) -> str:
     """``48`` or ``[184, 240]``, for messages."""
     return str(list(size)) if isinstance(size, tuple) else str(size)
 
@@ -165,8 +165,8 @@ def load_dataset(name: str, split: str = "test", n_images: int | None = None,
     image_size = _check_size("image_size", image_size)
     seed = _check_int("seed", seed, 0, allow_none=False)
     if not size_allowed(spec, image_size):
-        raise ValueError(f"dataset {name!r}: image_size {_show_size(image_size)} is not one of "
-                         f"{', '.join(map(_show_size, spec.sizes))}")
+        raise ValueError(f"dataset {name!r}: image_size {show_size(image_size)} is not one of "
+                         f"{', '.join(map(show_size, spec.sizes))}")
     options = {"skip_unreadable": True} if skip_unreadable else {}
     for key in options:
         if key not in spec.options:

@@ -72,9 +72,7 @@ class Measure:
         self._kinds = {kind: self.kind}
         self._targets: dict = {}
         if task is not None:  # a task model needs targets: say so now, not at the first cell
-            self.kind.targets(data)
-            self.kind.bind(data, task)
-            self._targets[kind] = self.kind.prepare_targets(task, data, device)
+            self._kind(type(self.kind))
 
     def _kind(self, kind_cls):
         """The bound instance of ``kind_cls`` and its targets for all images (prepared on first use)."""
@@ -149,6 +147,33 @@ class Measure:
         for kind in self._kinds.values():
             out.update(kind.cell_columns(metrics, seed))
         return out
+
+    def on_originals(self, seed: int | None = None) -> dict[str, float]:
+        """The task model's quality on the sent images themselves, what no link can beat (the
+        manifest's ``task_on_originals``): ``{column: float}`` over all images, per-image scores
+        averaged and aggregates turned into columns (segmentation: ``miou``, ``pixel_acc``,
+        ``class_acc``; ``seed`` seeds their ``*_ci``). ``{}`` without a task model.
+
+        The columns comparing with the model's own view of the originals (``*_vs_orig``) are
+        left out: they are 1 here by definition."""
+        if self.task is None:
+            return {}
+        kind, targets = self._kind(type(self.kind))
+        per_image: dict[str, list] = {}
+        order: list[np.ndarray] = []
+        for index, subset in self.data.shape_groups():
+            sub = kind.take(targets, index)
+            scores = kind.score(kind.output_on_originals(self.task, subset.images, sub, self.device), sub)
+            for name, values in scores.items():
+                per_image.setdefault(name, []).append(np.asarray(values))
+            order.append(index)
+        if not order:
+            return {}
+        back = np.argsort(np.concatenate(order), kind="stable")
+        metrics = {name: np.concatenate(parts)[back] for name, parts in per_image.items()}
+        out = {name: float(np.mean(v)) for name, v in metrics.items() if not is_aggregate(v)}
+        out.update(kind.cell_columns(metrics, seed))
+        return {k: v for k, v in out.items() if "_vs_orig" not in k}
 
     def per_class_rows(self, metrics: dict[str, np.ndarray], clean: dict[str, np.ndarray]) -> list[dict]:
         """The per-class table's rows of one cell (segmentation: one per class), ``[]`` if none."""

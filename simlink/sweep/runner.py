@@ -264,6 +264,8 @@ class Plan:
         store: the result store (resumed).
         method_hashes: display name -> :func:`method_hash`.
         previous_runs: the manifest's earlier runs.
+        task_on_originals: the task model's quality on the sent images themselves
+            (:meth:`~simlink.metrics.measure.Measure.on_originals`; the manifest's), or ``None``.
     """
 
     scenario: Scenario
@@ -276,6 +278,7 @@ class Plan:
     store: ResultStore
     method_hashes: dict[str, str]
     previous_runs: list = field(default_factory=list)
+    task_on_originals: dict | None = None
 
 
 def plan(scenario: Scenario, out_dir: str | Path, *, device: str | None, overwrite: bool,
@@ -290,9 +293,9 @@ def plan(scenario: Scenario, out_dir: str | Path, *, device: str | None, overwri
     if decoders != ("sionna",) and not overwrite:
         _refuse_other_decoder(out_dir, scenario, decoders)
     store = ResultStore(out_dir, scenario.context_hash(torch_device), overwrite=overwrite, legacy_hashes=legacy)
-    previous_runs = []
+    previous = {}
     if store.manifest_path.exists() and not overwrite:
-        previous_runs = json.loads(store.manifest_path.read_text()).get("runs", [])
+        previous = json.loads(store.manifest_path.read_text())
     with sw("data"):
         d = scenario.dataset
         data = load_dataset(d.name, split=d.split, n_images=d.n_images, image_size=d.image_size,
@@ -314,7 +317,8 @@ def plan(scenario: Scenario, out_dir: str | Path, *, device: str | None, overwri
     stale = sum(c.key in store.done() and c.key not in done for c in cells)
     if stale:
         log(f"simlink: {stale} cells were computed with other method settings and are recomputed")
-    return Plan(scenario, out_dir, torch_device, data, methods, cells, todo, store, method_hashes, previous_runs)
+    return Plan(scenario, out_dir, torch_device, data, methods, cells, todo, store, method_hashes,
+                previous.get("runs", []), previous.get("task_on_originals"))
 
 
 def _refuse_other_decoder(out_dir: Path, scenario: Scenario, decoders: tuple[str, ...]) -> None:
@@ -348,6 +352,7 @@ def write_manifest(p: Plan, scenario_file: str | None) -> dict:
         "n_cells": len(p.cells),
         "dataset_skipped": list(getattr(p.data, "skipped", [])),  # unreadable files skipped (skip_unreadable)
         "status": "running",
+        "task_on_originals": p.task_on_originals,
         "runs": p.previous_runs,
     }
     p.store.write_manifest(manifest)
@@ -380,6 +385,11 @@ def execute(p: Plan, *, log: Callable[[str], None], quiet: bool, sw: Stopwatch,
     from simlink.metrics.measure import Measure
 
     measure = Measure(p.data, task=ctx.task, kind=sc.task.kind if sc.task is not None else None, device=p.device)
+    if ctx.task is not None:
+        with sw("metrics"):
+            p.task_on_originals = measure.on_originals(sc.seed)
+        log("simlink: the task model on the original images: " +
+            ", ".join(f"{k} {v:.4f}" for k, v in p.task_on_originals.items() if not k.endswith("_ci")))
     with sw("link_setup"):
         paths = {kind: PAYLOAD_KINDS[kind](sc, p.device) for kind in {m.kind for name, m, _ in p.methods if name in need}}
     with sw("metrics"):
@@ -457,6 +467,7 @@ def finish(p: Plan, manifest: dict, status: str, n_computed: int, *, plots: bool
         with sw("plots"):
             make_plots(df, p.out_dir / "plots", **(plot_options or {}))
     manifest["status"] = status
+    manifest["task_on_originals"] = p.task_on_originals
     manifest["models"] = models_used(p)
     manifest["runs"] = p.previous_runs + [{
         "started": started.isoformat(),

@@ -33,6 +33,7 @@ __all__ = [
     "TaskModel",
     "build_architecture",
     "fit_classifier",
+    "fit_task_model",
     "register_architecture",
     "small_cnn",
     "train_classifier",
@@ -43,7 +44,7 @@ __all__ = [
 #: architectures of other modules (``resnet20``) register on first look-up or registration
 #: (``simlink.tasks.resnet_cifar`` imports only names defined above ``small_cnn_net`` from here).
 ARCHITECTURES: Registry[Callable[..., nn.Module]] = Registry(
-    "task architecture", builtins=("simlink.tasks.resnet_cifar", "simlink.tasks.espnet"))
+    "task architecture", builtins=("simlink.tasks.resnet_cifar", "simlink.tasks.espnet", "simlink.tasks.unet"))
 
 
 def register_architecture(name: str):
@@ -361,15 +362,24 @@ def fit_classifier(
     check_labels(model, train)
     if not model.classes and train.classes:
         model.classes = list(train.classes)
-    net = model.net
-    for p in net.parameters():
+    step = ClassifierStep(model.net, lr=settings.lr, shift=4 if augment else 0)
+    return fit_task_model(model, step, train, settings, seed=seed, device=device, augment=augment, cache=cache,
+                          log=log, checkpoint_every_s=checkpoint_every_s, describe=f"classifier {model.arch}")
+
+
+def fit_task_model(model: TaskModel, step: TrainingStep, train: ImageSet, settings: OptimSettings, *, seed: int,
+                   device: str, augment: bool, cache, log, checkpoint_every_s: float, describe: str) -> TrainResult:
+    """What every task-model training shares: make ``model.net``'s parameters trainable, run
+    ``step`` (which trains ``model.net``) through :func:`train_resumable` (``augment``: its
+    flips) without touching the caller's global torch RNG state, and record the training
+    settings in ``model.meta``. Returns the :class:`TrainResult`."""
+    for p in model.net.parameters():
         p.requires_grad_(True)
-    step = ClassifierStep(net, lr=settings.lr, shift=4 if augment else 0)
     dev = torch.device(device)
     cuda = [dev] if dev.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):
         result = train_resumable(step, train, settings, cache, seed=seed, device=device, augment_flip=augment,
-                                 checkpoint_every_s=checkpoint_every_s, log=log, describe=f"classifier {model.arch}")
+                                 checkpoint_every_s=checkpoint_every_s, log=log, describe=describe)
     model.meta.update({"trained_on": f"{train.name}/{train.split}", "n_train": len(train), "epochs": settings.epochs,
                        "lr": settings.lr, "batch_size": settings.batch_size, "seed": seed, "augment": augment})
     return result

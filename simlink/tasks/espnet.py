@@ -426,5 +426,5 @@ def load_espnet_camvid(path: str | os.PathLike | None = None) -> "SegmentationMo
 
     net, file = _load_camvid(path)
     model = SegmentationModel(net, "espnet", dict(ESPNET_CAMVID_KWARGS), list(CAMVID_CLASSES),
-                              meta={"weights": ESPNET_CAMVID.name, "weights_file": str(file), "size_multiple": 8})
+                              meta={"weights": ESPNET_CAMVID.name, "weights_file": str(file)})
     return model.freeze()

@@ -43,7 +43,7 @@ DEFAULT_TASK_KIND = "classification"
 TRAINABLE_ARCHITECTURES = ("small_cnn",)
 
 #: ``task.train.options`` each trainable architecture takes (``width`` is a key of its own).
-ARCHITECTURE_OPTIONS: dict[str, tuple[str, ...]] = {"small_cnn": (), "espnet": ("p", "q")}
+ARCHITECTURE_OPTIONS: dict[str, tuple[str, ...]] = {"small_cnn": (), "espnet": ("p", "q"), "unet": ("base", "depth")}
 
 
 class TaskKind(ABC):
@@ -105,6 +105,11 @@ class TaskKind(ABC):
     def model_output(self, model, images: np.ndarray, device: str = "cpu") -> np.ndarray:
         """The frozen task model's output for ``uint8[n, H, W, 3]`` images (the same quantity a
         head's ``head_output`` holds)."""
+
+    def output_on_originals(self, model, images: np.ndarray, targets, device: str = "cpu"):
+        """The task model's output on the original ``images`` (whose truth is ``targets``): run the
+        model (:meth:`model_output`) unless :meth:`prepare_targets` already kept it."""
+        return self.model_output(model, images, device)
 
     @abstractmethod
     def score(self, output: np.ndarray, targets) -> dict[str, np.ndarray]:
@@ -204,7 +209,7 @@ class Segmentation(TaskKind):
     head_output = "seg_logits"
     columns = tuple(SEGMENTATION_AGGREGATES)
     aggregates = tuple(SEGMENTATION_AGGREGATES)
-    trainable = ("espnet",)
+    trainable = ("espnet", "unet")
     description = "segmentation masks; mIoU, pixel and class-average accuracy of the receiver's segmenter"
 
     def __init__(self) -> None:
@@ -243,6 +248,11 @@ class Segmentation(TaskKind):
 
     def model_output(self, model, images, device="cpu"):
         return model.predict(images, device=device)
+
+    def output_on_originals(self, model, images, targets, device="cpu"):
+        if isinstance(targets, dict) and "orig" in targets:
+            return targets["orig"]
+        return super().output_on_originals(model, images, targets, device)
 
     def _ids(self, output) -> np.ndarray | list:
         c = self._require_bound()

@@ -149,7 +149,7 @@ def _fit_segmenter(arch, train, data, ctx, cache, checkpoint_every_s):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(ctx.seed)
         net = build_architecture(arch, **kwargs)
-    model = SegmentationModel(net, arch, kwargs, data.classes, meta={"size_multiple": 8})
+    model = SegmentationModel(net, arch, kwargs, data.classes)
     settings = OptimSettings(epochs=train.epochs, batch_size=train.batch_size, lr=train.lr, grad_clip=None)
     result = fit_segmenter(model, data, settings, seed=ctx.seed, device=str(ctx.device), augment=train.augment,
                            class_weights=train.class_weights, cache=cache, log=ctx.log,

@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from simlink.data.base import ImageSet
 from simlink.errors import SimlinkError
 from simlink.learned.settings import OptimSettings
-from simlink.learned.trainer import Batch, TrainingStep, TrainResult, train_resumable
-from simlink.tasks.classifier import TaskModel, images_to_tensor
+from simlink.learned.trainer import Batch, TrainingStep, TrainResult
+from simlink.tasks.classifier import TaskModel, fit_task_model, images_to_tensor
 
 __all__ = ["SegmentationModel", "SegmenterStep", "SoftmaxSegmenter", "enet_class_weights", "fit_segmenter"]
 
@@ -68,8 +68,10 @@ class SegmentationModel(TaskModel):
     Attributes (as :class:`TaskModel`):
         net: input ``float32[N, 3, H, W]`` RGB in [0, 1], output ``float32[N, K, H, W]`` scores.
         classes: the ``C`` evaluated class names (ids ``0 .. C-1``); ``K >= C``.
-        meta: provenance; ``meta["size_multiple"]`` (default 1): H and W the network needs to be
-            multiples of (ESPNet: 8); other sizes are padded and cropped back.
+        meta: provenance (weights file, training settings ...).
+
+    :attr:`size_multiple` is the network's ``size_multiple`` attribute (default 1; ESPNet: 8), the
+    number H and W must be multiples of; other sizes are padded and cropped back.
     """
 
     kind = "segmentation"
@@ -81,7 +83,7 @@ class SegmentationModel(TaskModel):
 
     @property
     def size_multiple(self) -> int:
-        return int(self.meta.get("size_multiple", 1))
+        return int(getattr(self.net, "size_multiple", 1))
 
     def softmax_module(self) -> SoftmaxSegmenter:
         """The frozen, differentiable softmax module (shares ``net``; see :class:`SoftmaxSegmenter`).
@@ -235,18 +237,10 @@ def fit_segmenter(
     if h % model.size_multiple or w % model.size_multiple:
         raise SimlinkError(f"segmenter training: {train.name}/{train.split} images are {h}x{w} (HxW) but "
                            f"{model.arch} needs multiples of {model.size_multiple}; set dataset.image_size")
-    net = model.net
-    for p in net.parameters():
-        p.requires_grad_(True)
     weights = enet_class_weights(train.masks, model.num_classes, train.ignore_index) if class_weights else None
-    step = SegmenterStep(net, model.num_classes, train.ignore_index, settings.epochs, lr=settings.lr,
+    step = SegmenterStep(model.net, model.num_classes, train.ignore_index, settings.epochs, lr=settings.lr,
                          class_weights=weights)
-    dev = torch.device(device)
-    cuda = [dev] if dev.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
-        result = train_resumable(step, train, settings, cache, seed=seed, device=device, augment_flip=augment,
-                                 checkpoint_every_s=checkpoint_every_s, log=log, describe=f"segmenter {model.arch}")
-    model.meta.update({"trained_on": f"{train.name}/{train.split}", "n_train": len(train), "epochs": settings.epochs,
-                       "lr": settings.lr, "batch_size": settings.batch_size, "seed": seed, "augment": augment,
-                       "class_weights": "enet" if class_weights else None, "image_size": [h, w]})
+    result = fit_task_model(model, step, train, settings, seed=seed, device=device, augment=augment, cache=cache,
+                            log=log, checkpoint_every_s=checkpoint_every_s, describe=f"segmenter {model.arch}")
+    model.meta.update({"class_weights": "enet" if class_weights else None, "image_size": [h, w]})
     return result
