@@ -153,6 +153,7 @@ class LPIPS(nn.Module):
             raise SimlinkError(f"LPIPS backbone {net!r} is not one of {', '.join(BACKBONES)}")
         spec = BACKBONES[net]
         self.net_name = net
+        self.weight_files: tuple[str, ...] = ()  # set by load_lpips: the backbone and linear-layer files
         full = spec.build()
         if features is not None:
             full.load_state_dict(features, strict=True)
