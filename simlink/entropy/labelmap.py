@@ -30,7 +30,8 @@ __all__ = ["encode_label_map", "decode_label_map"]
 
 _HEADER = struct.Struct("<HHB")
 _MAX_PIXELS = 1 << 24
-_Categorical = constriction.stream.model.Categorical
+#: One model family for every call (its probabilities are passed per call).
+_CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
 
 
 def _flag_contexts(above: np.ndarray | None, w: int) -> np.ndarray:
@@ -89,14 +90,14 @@ def encode_label_map(labels: np.ndarray) -> bytes:
     above = None
     for row in m:
         up0 = model.k if above is None else int(above[0])
-        enc.encode(np.array([row[0]], np.int32), _Categorical(perfect=False), model.first_probs(up0)[None])
+        enc.encode(np.array([row[0]], np.int32), _CATEGORICAL, model.first_probs(up0)[None])
         ctx = _flag_contexts(above, w)
         if w > 1:
             same = (row[1:] == row[:-1]).astype(np.int32)
-            enc.encode(same, _Categorical(perfect=False), model.flag_probs(ctx))
+            enc.encode(same, _CATEGORICAL, model.flag_probs(ctx))
             for c in np.flatnonzero(same == 0) + 1:
                 up = model.k if above is None else int(above[c])
-                enc.encode(np.array([row[c]], np.int32), _Categorical(perfect=False),
+                enc.encode(np.array([row[c]], np.int32), _CATEGORICAL,
                            model.label_probs(int(row[c - 1]), up)[None])
         model.update(row, above, ctx)
         above = row
@@ -126,16 +127,16 @@ def decode_label_map(data: bytes) -> np.ndarray:
         for r in range(h):
             row = out[r]
             up0 = model.k if above is None else int(above[0])
-            row[0] = dec.decode(_Categorical(perfect=False), model.first_probs(up0)[None])[0]
+            row[0] = dec.decode(_CATEGORICAL, model.first_probs(up0)[None])[0]
             ctx = _flag_contexts(above, w)
             if w > 1:
-                same = dec.decode(_Categorical(perfect=False), model.flag_probs(ctx))
+                same = dec.decode(_CATEGORICAL, model.flag_probs(ctx))
                 for c in range(1, w):
                     if same[c - 1]:
                         row[c] = row[c - 1]
                     else:
                         up = model.k if above is None else int(above[c])
-                        row[c] = dec.decode(_Categorical(perfect=False), model.label_probs(int(row[c - 1]), up)[None])[0]
+                        row[c] = dec.decode(_CATEGORICAL, model.label_probs(int(row[c - 1]), up)[None])[0]
             model.update(row, above, ctx)
             above = row
     except (ValueError, RuntimeError, AssertionError, IndexError) as exc:
